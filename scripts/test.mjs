@@ -1,0 +1,95 @@
+#!/usr/bin/env node
+// Runs the whole test suite on Deno AND Bun (the same node:test files), then prints one line
+// `N passed, N failed` totalled over both runtimes. Neither runner prints that line itself.
+//
+//   npm test                      every test on both runtimes
+//   npm test -- test/smtp         only some paths
+//   TEST_RUNTIMES=bun npm test    one runtime
+//
+// Counting: both runners write JUnit XML; we count LEAF test cases (Deno also lists each
+// describe() block as a case, Bun does not), so the two runtimes' numbers are comparable.
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+
+const root = new URL("..", import.meta.url).pathname;
+const bin = (name) => join(root, "node_modules", ".bin", name);
+const paths = process.argv.slice(2).length ? process.argv.slice(2) : ["test/"];
+const runtimes = (process.env.TEST_RUNTIMES ?? "deno,bun").split(",").map((s) => s.trim()).filter(Boolean);
+const outDir = join(root, "test-artifacts");
+mkdirSync(outDir, { recursive: true });
+
+const commands = {
+  deno: (xml) => [bin("deno"), ["test", "-A", "--reporter=dot", `--junit-path=${xml}`, ...paths]],
+  bun: (
+    xml,
+  ) => [bin("bun"), [
+    "test",
+    "--timeout",
+    "300000",
+    "--reporter=junit",
+    `--reporter-outfile=${xml}`,
+    ...paths,
+  ]],
+};
+
+function decode(s) {
+  return s.replace(/&gt;/g, ">").replace(/&lt;/g, "<").replace(/&quot;/g, '"').replace(/&apos;/g, "'")
+    .replace(/&amp;/g, "&");
+}
+
+/** Leaf test cases and which of them failed, from a JUnit file. */
+function countJunit(xml) {
+  const cases = [];
+  const re = /<testcase\b([^>]*?)(\/>|>([\s\S]*?)<\/testcase>)/g;
+  for (let m; (m = re.exec(xml));) {
+    const name = decode(/\bname="([^"]*)"/.exec(m[1])?.[1] ?? "");
+    const body = m[3] ?? "";
+    const failed = /<(failure|error)\b/.test(body);
+    const skipped = /<skipped\b/.test(body);
+    cases.push({ name, failed, skipped });
+  }
+  const names = cases.map((c) => c.name);
+  const leaves = cases.filter((c) => !names.some((n) => n.startsWith(c.name + " > ")));
+  return {
+    passed: leaves.filter((c) => !c.failed && !c.skipped).length,
+    failed: leaves.filter((c) => c.failed).length,
+    skipped: leaves.filter((c) => c.skipped).length,
+  };
+}
+
+let passed = 0;
+let failed = 0;
+let skipped = 0;
+const summary = [];
+for (const runtime of runtimes) {
+  const make = commands[runtime];
+  if (!make) {
+    console.error(`unknown runtime ${runtime}`);
+    process.exit(2);
+  }
+  const xml = join(outDir, `junit-${runtime}.xml`);
+  rmSync(xml, { force: true });
+  const [cmd, args] = make(xml);
+  console.log(`\n=== ${runtime}: ${[cmd.replace(root, ""), ...args].join(" ")}`);
+  const result = spawnSync(cmd, args, {
+    cwd: root,
+    stdio: "inherit",
+    env: { ...process.env, NO_COLOR: "1" },
+  });
+  let counts = { passed: 0, failed: 0, skipped: 0 };
+  if (existsSync(xml)) counts = countJunit(readFileSync(xml, "utf8"));
+  // A runner that exits non-zero without a failing case (type error, crash) is one failure.
+  if (result.status !== 0 && counts.failed === 0) counts.failed = 1;
+  passed += counts.passed;
+  failed += counts.failed;
+  skipped += counts.skipped;
+  summary.push(
+    `${runtime}: ${counts.passed} passed, ${counts.failed} failed${
+      counts.skipped ? `, ${counts.skipped} skipped` : ""
+    }`,
+  );
+}
+console.log("\n" + summary.join("\n"));
+console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ""}`);
+process.exit(failed > 0 ? 1 : 0);

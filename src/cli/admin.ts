@@ -1,0 +1,75 @@
+/** `migrate`, `check-config` and `version`. */
+import { CONFIG_FIELDS, type ConfigKey, envName, flagName } from "../config/fields.ts";
+import { databasePath, openDatabase } from "../queue/db.ts";
+import { migrate, schemaVersion } from "../queue/migrate.ts";
+import { MIGRATIONS } from "../queue/migrations_bundle.ts";
+import { loadSecureContext } from "../net/tls.ts";
+import { runtimeInfo } from "../runtime/runtime.ts";
+import { VERSION } from "../version.ts";
+import { type Command, noExtraPositionals, table } from "./command.ts";
+import { allConfigOptions, configFromArgs, DATA_OPTIONS } from "./config_args.ts";
+
+export const migrateCommand: Command = {
+  name: "migrate",
+  summary: "Create or upgrade the queue database (serve also does this at start)",
+  usage: "migrate [--data-dir DIR]",
+  options: DATA_OPTIONS,
+  run(args, io) {
+    noExtraPositionals(args, 0, this.name);
+    const path = databasePath(configFromArgs(args, io).config.dataDir);
+    const open = openDatabase(path, { migrate: false });
+    try {
+      const applied = migrate(open.raw);
+      io.out(
+        applied.length
+          ? `applied ${applied.join(", ")}; schema version ${schemaVersion(open.raw)}`
+          : `schema is current (version ${schemaVersion(open.raw)} of ${MIGRATIONS.length})`,
+      );
+    } finally {
+      open.close();
+    }
+    return 0;
+  },
+};
+
+export const checkConfig: Command = {
+  name: "check-config",
+  summary: "Validate the configuration without binding anything; print the effective settings",
+  usage: "check-config [--config FILE] [--<setting> VALUE ...] [--quiet]",
+  options: { ...allConfigOptions(), quiet: { type: "boolean", short: "q" } },
+  run(args, io) {
+    noExtraPositionals(args, 0, this.name);
+    const { config, origin } = configFromArgs(args, io);
+    if (config.tlsCertFile && config.tlsKeyFile) {
+      loadSecureContext({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile });
+    }
+    if (!args.values.quiet) {
+      const keys = Object.keys(CONFIG_FIELDS) as ConfigKey[];
+      io.out(table(
+        ["SETTING", "VALUE", "FROM"],
+        keys.map((k) => {
+          const value = k === "httpToken" && config.httpToken
+            ? "(set)"
+            : (CONFIG_FIELDS[k].format as (v: unknown) => string)(config[k]);
+          return [k, value, origin[k]];
+        }),
+      ));
+      io.out(`\nflags: --${flagName("smtpListen")} ...; environment: ${envName("smtpListen")} ...`);
+    }
+    io.out("configuration OK");
+    return 0;
+  },
+};
+
+export const version: Command = {
+  name: "version",
+  summary: "Print the version and runtime",
+  usage: "version",
+  options: {},
+  run(args, io) {
+    noExtraPositionals(args, 0, this.name);
+    const rt = runtimeInfo();
+    io.out(`odmr-relay ${VERSION} (${rt.name} ${rt.version}, schema ${MIGRATIONS.length})`);
+    return 0;
+  },
+};

@@ -1,0 +1,22 @@
+/** The command table: every CLI command, in the order `--help` lists them. */
+import type { Command } from "./command.ts";
+import { checkConfig, migrateCommand, version } from "./admin.ts";
+import { domainAdd, domainList, domainRemove } from "./domain.ts";
+import { serve } from "./serve.ts";
+import { userAdd, userDisable, userEnable, userList, userPasswd, userRemove } from "./user.ts";
+
+export const COMMANDS: Command[] = [
+  serve,
+  userAdd,
+  userPasswd,
+  userDisable,
+  userEnable,
+  userRemove,
+  userList,
+  domainAdd,
+  domainRemove,
+  domainList,
+  migrateCommand,
+  checkConfig,
+  version,
+];

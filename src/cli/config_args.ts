@@ -1,0 +1,36 @@
+/**
+ * Command-line flags for configuration: every config field has a `--kebab-case` flag, plus
+ * `--config FILE`. Commands that only need the data directory take `--data-dir` and `--config`.
+ */
+import type { ParseArgsConfig } from "node:util";
+import { CONFIG_FIELDS, type ConfigKey, flagName } from "../config/fields.ts";
+import { loadConfig, type LoadedConfig } from "../config/load.ts";
+import type { CliIo, ParsedArgs } from "./command.ts";
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+/** parseArgs options for every config field and --config. */
+export function allConfigOptions(): Options {
+  const options: Options = { config: { type: "string", short: "c" } };
+  for (const [key, field] of Object.entries(CONFIG_FIELDS)) {
+    options[flagName(key)] = { type: field.kind === "boolean" ? "boolean" : "string" };
+  }
+  return options;
+}
+
+/** parseArgs options for commands that open the database: --data-dir and --config. */
+export const DATA_OPTIONS: Options = {
+  "data-dir": { type: "string" },
+  config: { type: "string", short: "c" },
+};
+
+/** Loads the config from --config, the environment and whichever config flags were given. */
+export function configFromArgs(args: ParsedArgs, io: CliIo): LoadedConfig {
+  const flags: Partial<Record<ConfigKey, string | boolean>> = {};
+  for (const key of Object.keys(CONFIG_FIELDS) as ConfigKey[]) {
+    const value = args.values[flagName(key)];
+    if (typeof value === "string" || typeof value === "boolean") flags[key] = value;
+  }
+  const file = typeof args.values.config === "string" ? args.values.config : null;
+  return loadConfig({ file, env: io.env, flags });
+}

@@ -1,0 +1,90 @@
+/** `domain add|remove|list`: hosted domains (what the intake accepts and an account may ATRN). */
+import { isValidDomain } from "../smtp/domain.ts";
+import { type Command, noExtraPositionals, positional, table, UsageError } from "./command.ts";
+import { configFromArgs, DATA_OPTIONS } from "./config_args.ts";
+import { openStore } from "./open_store.ts";
+
+export const domainAdd: Command = {
+  name: "domain add",
+  summary: "Host a domain for an account (catch-all unless --mailboxes is given)",
+  usage: "domain add DOMAIN --user NAME [--mailboxes a,b,c] [--data-dir DIR]",
+  options: { ...DATA_OPTIONS, user: { type: "string", short: "u" }, mailboxes: { type: "string" } },
+  run(args, io) {
+    const domain = positional(args, 0, "DOMAIN", this.name).toLowerCase();
+    noExtraPositionals(args, 1, this.name);
+    if (!isValidDomain(domain) || !domain.includes(".")) {
+      throw new UsageError(
+        `${this.name}: ${domain} is not a valid domain name (letters, digits, hyphens, dots)`,
+      );
+    }
+    const user = args.values.user;
+    if (typeof user !== "string" || user === "") throw new UsageError(`${this.name}: missing --user NAME`);
+    const mailboxes = typeof args.values.mailboxes === "string"
+      ? args.values.mailboxes.split(",").map((m) => m.trim()).filter((m) => m !== "")
+      : [];
+    const store = openStore(configFromArgs(args, io).config.dataDir);
+    try {
+      store.addDomain(domain, user, { mailboxes });
+    } finally {
+      store.database.close();
+    }
+    io.out(
+      `domain ${domain} added for ${user}${mailboxes.length ? ` (mailboxes: ${mailboxes.join(", ")})` : ""}`,
+    );
+    return 0;
+  },
+};
+
+export const domainRemove: Command = {
+  name: "domain remove",
+  summary: "Stop hosting a domain (refused while mail is queued, unless --force deletes it)",
+  usage: "domain remove DOMAIN [--force] [--data-dir DIR]",
+  options: { ...DATA_OPTIONS, force: { type: "boolean" } },
+  run(args, io) {
+    const domain = positional(args, 0, "DOMAIN", this.name).toLowerCase();
+    noExtraPositionals(args, 1, this.name);
+    const store = openStore(configFromArgs(args, io).config.dataDir);
+    try {
+      const { deletedRecipients } = store.removeDomain(domain, { force: args.values.force === true });
+      io.out(
+        `domain ${domain} removed${
+          deletedRecipients ? `; ${deletedRecipients} queued recipient(s) deleted` : ""
+        }`,
+      );
+    } finally {
+      store.database.close();
+    }
+    return 0;
+  },
+};
+
+export const domainList: Command = {
+  name: "domain list",
+  summary: "List hosted domains with owner and queue size",
+  usage: "domain list [--json] [--data-dir DIR]",
+  options: { ...DATA_OPTIONS, json: { type: "boolean" } },
+  run(args, io) {
+    noExtraPositionals(args, 0, this.name);
+    const store = openStore(configFromArgs(args, io).config.dataDir);
+    try {
+      const rows = store.listDomains();
+      if (args.values.json) io.out(JSON.stringify(rows, null, 2));
+      else {
+        io.out(table(
+          ["DOMAIN", "USER", "QUEUED", "BYTES", "HOLD", "RECIPIENTS"],
+          rows.map((d) => [
+            d.name,
+            d.username,
+            d.queuedRecipients,
+            d.queuedBytes,
+            d.hold ? "held" : "-",
+            d.catchAll ? "catch-all" : `${d.mailboxes} mailbox(es)`,
+          ]),
+        ));
+      }
+    } finally {
+      store.database.close();
+    }
+    return 0;
+  },
+};

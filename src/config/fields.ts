@@ -1,0 +1,269 @@
+/**
+ * Every configuration field: its type, default and a one-line doc. This table is the single source
+ * for the typed `Config`, the file/env/flag readers, `check-config` and the README reference.
+ *
+ * Defaults are safe for a first run (unprivileged ports, data under ./data). A production MX sets
+ * `smtpListen = "0.0.0.0:25"` and `odmrListen = "0.0.0.0:366"` (RFC 2645 4: port 366).
+ */
+import { hostname as osHostname } from "node:os";
+import { formatDuration, formatSize, parseDuration, parseSize } from "./units.ts";
+
+/** A host and port to listen on. */
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+/** Describes one field: how to read it, its default, and what it is for. */
+export interface Field<T> {
+  readonly kind: string;
+  readonly default: T;
+  readonly doc: string;
+  /** Turns a raw value (file, env or flag) into T, or throws an Error saying why not. */
+  parse(raw: unknown): T;
+  /** Writes a value the way a user would type it. */
+  format(value: T): string;
+}
+
+function text(def: string, doc: string): Field<string> {
+  return {
+    kind: "string",
+    default: def,
+    doc,
+    parse: (raw) => {
+      if (typeof raw !== "string" || raw.trim() === "") throw new Error("must be a non-empty string");
+      return raw.trim();
+    },
+    format: (v) => v,
+  };
+}
+
+function optionalText(doc: string): Field<string | null> {
+  return {
+    kind: "string?",
+    default: null,
+    doc,
+    parse: (raw) => {
+      if (raw === null || raw === "") return null;
+      if (typeof raw !== "string") throw new Error("must be a string");
+      return raw;
+    },
+    format: (v) => v ?? "(none)",
+  };
+}
+
+function choice<T extends string>(options: readonly T[], def: T, doc: string): Field<T> {
+  return {
+    kind: options.join("|"),
+    default: def,
+    doc,
+    parse: (raw) => {
+      const value = String(raw).trim().toLowerCase();
+      if (!(options as readonly string[]).includes(value)) {
+        throw new Error(`must be one of ${options.join(", ")}`);
+      }
+      return value as T;
+    },
+    format: (v) => v,
+  };
+}
+
+function flag(def: boolean, doc: string): Field<boolean> {
+  return {
+    kind: "boolean",
+    default: def,
+    doc,
+    parse: (raw) => {
+      if (typeof raw === "boolean") return raw;
+      const value = String(raw).trim().toLowerCase();
+      if (["true", "yes", "on", "1"].includes(value)) return true;
+      if (["false", "no", "off", "0"].includes(value)) return false;
+      throw new Error("must be true or false");
+    },
+    format: (v) => String(v),
+  };
+}
+
+function count(def: number, min: number, doc: string, why = ""): Field<number> {
+  return {
+    kind: "integer",
+    default: def,
+    doc,
+    parse: (raw) => {
+      const value = typeof raw === "number" ? raw : Number(String(raw).trim());
+      if (!Number.isSafeInteger(value)) throw new Error("must be a whole number");
+      if (value < min) throw new Error(`must be at least ${min}${why ? ` (${why})` : ""}`);
+      return value;
+    },
+    format: (v) => String(v),
+  };
+}
+
+function duration(def: string, min: number, doc: string, why = ""): Field<number> {
+  return {
+    kind: "duration",
+    default: parseDuration(def)!,
+    doc,
+    parse: (raw) => {
+      const value = parseDuration(raw as string | number);
+      if (value === null) throw new Error('must be a duration such as "90s", "5m", "4h" or "5d"');
+      if (value < min) throw new Error(`must be at least ${formatDuration(min)}${why ? ` (${why})` : ""}`);
+      return value;
+    },
+    format: formatDuration,
+  };
+}
+
+function size(def: string, min: number, doc: string, why = ""): Field<number> {
+  return {
+    kind: "size",
+    default: parseSize(def)!,
+    doc,
+    parse: (raw) => {
+      const value = parseSize(raw as string | number);
+      if (value === null) throw new Error('must be a size such as "64MiB", "512KiB" or a number of bytes');
+      if (value < min) throw new Error(`must be at least ${min} bytes${why ? ` (${why})` : ""}`);
+      return value;
+    },
+    format: formatSize,
+  };
+}
+
+/** Parses "host:port", "[v6]:port" or ":port" (all IPv4 interfaces); "off" or "" disables. */
+export function parseListen(raw: string): ListenAddress | null {
+  const value = raw.trim();
+  if (value === "" || value.toLowerCase() === "off") return null;
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]*)):(\d{1,5})$/.exec(value);
+  if (!match) throw new Error('must be "host:port", "[ipv6]:port", ":port" or "off"');
+  const port = Number(match[3]);
+  if (port > 65535) throw new Error("port must be 0-65535");
+  return { host: match[1] ?? (match[2] || "0.0.0.0"), port };
+}
+
+/** Formats a listen address the way parseListen reads it. */
+export function formatListen(address: ListenAddress | null): string {
+  if (!address) return "off";
+  return address.host.includes(":") ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
+}
+
+function listen(def: string, doc: string): Field<ListenAddress | null> {
+  return {
+    kind: "listen",
+    default: parseListen(def),
+    doc,
+    parse: (raw) => parseListen(String(raw)),
+    format: formatListen,
+  };
+}
+
+const MINUTE = 60_000;
+
+/** The configuration table, in the order the README documents it. */
+export const CONFIG_FIELDS = {
+  // General
+  hostname: text(osHostname(), "Name used in greetings, Received headers, DSNs and CRAM-MD5 challenges"),
+  dataDir: text("./data", "Directory for the queue database and spool files (created when missing)"),
+  logFormat: choice(["logfmt", "json"] as const, "logfmt", "Log line format on stderr"),
+  logLevel: choice(["error", "warn", "info", "debug", "trace"] as const, "info", "Lowest level logged"),
+  logWire: flag(false, "Log every SMTP line at level trace (AUTH and DATA content redacted)"),
+
+  // Listeners and TLS
+  smtpListen: listen("0.0.0.0:2525", 'Intake MX listener; production: "0.0.0.0:25"; "off" disables'),
+  odmrListen: listen("0.0.0.0:3366", 'ODMR listener (RFC 2645 4); production: "0.0.0.0:366"'),
+  odmrsListen: listen("0.0.0.0:3367", "ODMR with implicit TLS (for fetchmail's `ssl`); needs a certificate"),
+  httpListen: listen("127.0.0.1:8025", "HTTP status API; a non-loopback address requires httpToken"),
+  httpToken: optionalText("Bearer token for the HTTP API (always required for queue administration)"),
+  tlsCertFile: optionalText("PEM certificate chain for STARTTLS and implicit TLS (none: TLS off)"),
+  tlsKeyFile: optionalText("PEM private key matching tlsCertFile"),
+
+  // Intake (port 25) limits
+  smtpMaxLineLength: count(2048, 1036, "Longest SMTP command line in octets incl. CRLF", "RFC 3461 5.4"),
+  smtpMaxDataLineLength: count(
+    10000,
+    1000,
+    "Longest message line in octets incl. CRLF",
+    "RFC 5321 4.5.3.1.6",
+  ),
+  smtpMaxMessageSize: size(
+    "64MiB",
+    65536,
+    "Largest message accepted; advertised in SIZE",
+    "RFC 5321 4.5.3.1.7",
+  ),
+  smtpMaxRecipients: count(1000, 100, "Recipients per message; more get 452 4.5.3", "RFC 5321 4.5.3.1.8"),
+  smtpMaxConnections: count(500, 1, "Simultaneous intake connections in total"),
+  smtpMaxConnectionsPerIp: count(20, 1, "Simultaneous intake connections from one IP address"),
+  smtpMaxErrors: count(20, 1, "Error replies in one session before 421 4.7.0 and close"),
+  smtpMaxJunkCommands: count(100, 1, "Unknown/NOOP/RSET/VRFY/HELP commands in one session before 421"),
+  smtpIdleTimeout: duration("5m", MINUTE, "Wait for the next command line", "RFC 5321 4.5.3.2.7"),
+  smtpDataTimeout: duration("5m", MINUTE, "Wait for the next block of message data", "RFC 5321 4.5.3.2"),
+  smtpSessionTimeout: duration("1h", MINUTE, "Longest intake session, whatever it does"),
+  smtpMaxReceivedHeaders: count(
+    100,
+    10,
+    "Received headers that mean a mail loop (554 5.4.6)",
+    "RFC 5321 6.3",
+  ),
+  smtpMinFreeSpace: size("256MiB", 0, "Free disk below which MAIL is refused with 452 4.3.1"),
+  smtpGreetingDelay: duration("0s", 0, "Pause before the 220 greeting to catch early talkers"),
+
+  // ODMR (port 366) and ATRN
+  odmrMaxConnections: count(100, 1, "Simultaneous ODMR connections in total"),
+  odmrMaxConnectionsPerIp: count(10, 1, "Simultaneous ODMR connections from one IP address"),
+  odmrIdleTimeout: duration("5m", MINUTE, "Wait for the next command before ATRN", "RFC 5321 4.5.3.2.7"),
+  odmrAllowCramMd5WithoutTls: flag(true, "Offer CRAM-MD5 on plaintext connections (fetchmail needs it)"),
+  odmrAllowPlainWithoutTls: flag(false, "Offer PLAIN/LOGIN on plaintext connections (not recommended)"),
+  authMaxFailuresPerIp: count(10, 3, "Failed AUTHs from one IP per window before refusing", "RFC 4954 4"),
+  authMaxFailuresPerAccount: count(20, 3, "Failed AUTHs for one account per window before locking it"),
+  authFailureWindow: duration("15m", 1000, "Window over which AUTH failures are counted"),
+  atrnMaxDomains: count(100, 1, "Domains accepted in one ATRN command"),
+  atrnSessionTimeout: duration("1h", MINUTE, "Longest reversed (delivery) session after ATRN"),
+  atrnGreetingTimeout: duration(
+    "5m",
+    1000,
+    "Wait for the customer's 220 after the turn",
+    "RFC 5321 4.5.3.2.1",
+  ),
+  atrnCommandTimeout: duration("5m", 1000, "Wait for replies to EHLO, MAIL, RCPT", "RFC 5321 4.5.3.2.2"),
+  atrnDataInitTimeout: duration("2m", 1000, "Wait for the 354 reply to DATA", "RFC 5321 4.5.3.2.4"),
+  atrnDataBlockTimeout: duration("3m", 1000, "Wait for a block of data to be sent", "RFC 5321 4.5.3.2.5"),
+  atrnDataTermTimeout: duration("10m", 1000, "Wait for the reply to the final dot", "RFC 5321 4.5.3.2.6"),
+  atrnPipelining: choice(
+    ["auto", "always", "never"] as const,
+    "auto",
+    "Pipeline after the turn (auto: only to prompt customers)",
+  ),
+
+  // Queue
+  queueLifetime: duration(
+    "5d",
+    MINUTE,
+    "Age after which undelivered mail expires (RFC 5321 4.5.4.1: 4-5 days)",
+  ),
+  shutdownGrace: duration("30s", 0, "On SIGTERM, time given to sessions in DATA to finish"),
+} as const;
+
+type FieldValue<F> = F extends Field<infer T> ? T : never;
+
+/** The complete, typed configuration. */
+export type Config = { -readonly [K in keyof typeof CONFIG_FIELDS]: FieldValue<typeof CONFIG_FIELDS[K]> };
+
+/** A configuration key. */
+export type ConfigKey = keyof typeof CONFIG_FIELDS;
+
+/** "smtpMaxLineLength" -> "smtp-max-line-length". */
+export function flagName(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/** "smtpMaxLineLength" -> "ODMR_RELAY_SMTP_MAX_LINE_LENGTH". */
+export function envName(key: string): string {
+  return `ODMR_RELAY_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+}
+
+/** The defaults as a Config. */
+export function defaultConfig(): Config {
+  const out: Record<string, unknown> = {};
+  for (const [key, field] of Object.entries(CONFIG_FIELDS)) out[key] = field.default;
+  return out as Config;
+}

@@ -1,0 +1,56 @@
+/**
+ * Opens the queue database: pragmas for durability, then migrations.
+ *
+ * WAL + synchronous=FULL: a COMMIT returns only after the WAL is fsync'ed, so the 250 after DATA
+ * (sent after the commit) means the message survives a crash or power loss (RFC 5321 4.1.1.4, 6.1).
+ */
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import type { DatabaseSync } from "node:sqlite";
+import { drizzleOverNodeSqlite, openSqlite, type SqliteDrizzle } from "../runtime/sqlite.ts";
+import { migrate } from "./migrate.ts";
+import * as schema from "./schema.ts";
+
+/** The drizzle database typed with our schema. */
+export type QueueDb = SqliteDrizzle<typeof schema>;
+
+/** An open queue database: drizzle for queries, the raw handle for pragmas and hot statements. */
+export interface OpenDatabase {
+  db: QueueDb;
+  raw: DatabaseSync;
+  path: string;
+  close(): void;
+}
+
+/** Options for opening the database. */
+export interface OpenOptions {
+  /** Milliseconds a statement waits for a lock held by another process (the CLI) before failing. */
+  busyTimeoutMs?: number;
+  /** Apply pending migrations (default true). */
+  migrate?: boolean;
+}
+
+/** Path of the queue database inside a data directory. */
+export function databasePath(dataDir: string): string {
+  return `${dataDir.replace(/\/+$/, "")}/queue.db`;
+}
+
+/** Opens (creating when missing) and migrates the database at `path` (or ":memory:"). */
+export function openDatabase(path: string, options: OpenOptions = {}): OpenDatabase {
+  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const raw = openSqlite(path);
+  try {
+    raw.exec("PRAGMA journal_mode = WAL");
+    raw.exec("PRAGMA synchronous = FULL");
+    raw.exec("PRAGMA foreign_keys = ON");
+    raw.exec(`PRAGMA busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 5000)}`);
+    // Deleted chunk pages are reused; keeps a drained 50 MB message from leaving a 50 MB hole forever.
+    raw.exec("PRAGMA auto_vacuum = INCREMENTAL");
+    if (options.migrate !== false) migrate(raw);
+  } catch (error) {
+    raw.close();
+    throw error;
+  }
+  const db = drizzleOverNodeSqlite(raw, schema);
+  return { db, raw, path, close: () => raw.close() };
+}

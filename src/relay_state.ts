@@ -1,0 +1,53 @@
+/**
+ * Live, in-memory facts about the running relay that the HTTP API reports: listeners, active
+ * sessions and event counters. Counters are monotonic since start (Prometheus counters).
+ */
+
+/** One listener as reported by /status. */
+export interface ListenerInfo {
+  name: "smtp" | "odmr" | "odmrs" | "http";
+  host: string;
+  port: number;
+  tls: "none" | "starttls" | "implicit";
+  bound: boolean;
+}
+
+/** Counters keyed by a label value (reason, outcome...). */
+export class LabeledCounter {
+  readonly values = new Map<string, number>();
+  inc(label: string, by = 1): void {
+    this.values.set(label, (this.values.get(label) ?? 0) + by);
+  }
+  get(label: string): number {
+    return this.values.get(label) ?? 0;
+  }
+  total(): number {
+    let sum = 0;
+    for (const v of this.values.values()) sum += v;
+    return sum;
+  }
+}
+
+/** Everything the status API reads that is not in the database. */
+export class RelayState {
+  readonly startedAt: number;
+  readonly listeners: ListenerInfo[] = [];
+  activeSmtpSessions = 0;
+  activeOdmrSessions = 0;
+  /** Connections by listener and result ("accepted", "rejected-limit"...). */
+  readonly connections = new LabeledCounter();
+  /** Messages accepted (label "accepted") or rejected by reason. */
+  readonly messages = new LabeledCounter();
+  bytesReceived = 0;
+  /** ATRN sessions by outcome. */
+  readonly atrnSessions = new LabeledCounter();
+  /** Recipients delivered / deferred / failed over ATRN. */
+  readonly recipients = new LabeledCounter();
+  readonly authFailures = new LabeledCounter();
+  dsnsSent = 0;
+  shuttingDown = false;
+
+  constructor(now: number = Date.now()) {
+    this.startedAt = now;
+  }
+}
