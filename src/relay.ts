@@ -1,21 +1,29 @@
 /**
  * Assembles the running relay: one process, one event loop, listeners over one SQLite queue
  * (DESIGN.md 1). `startRelay` binds everything or fails with a clear message; `stop` shuts down
- * in order: refuse new connections, let sessions finish within the grace period, close the DB.
+ * in order: listeners drain (new connections get 421, DATA in flight gets the grace period),
+ * then the HTTP API, then the database.
  */
+import type { SecureContext } from "node:tls";
 import type { Config } from "./config/fields.ts";
 import { createApp } from "./http/app.ts";
 import type { Logger } from "./log/logger.ts";
-import { openServingStore } from "./cli/open_store.ts";
+import { openServingStore, spoolDir } from "./cli/open_store.ts";
+import { loadSecureContext } from "./net/tls.ts";
 import type { QueueStore } from "./queue/store.ts";
 import { RelayState } from "./relay_state.ts";
 import { type HttpServer, serveHttp } from "./runtime/http_serve.ts";
+import { freeSpaceProbe, IntakeProtocol } from "./server/intake.ts";
+import { SessionLoop } from "./server/session.ts";
+import { type SmtpService, startSmtpService } from "./server/smtp_service.ts";
+import { C220Greeting } from "./smtp/reply_codes.ts";
 
 /** A started relay. */
 export interface Relay {
   store: QueueStore;
   state: RelayState;
   http: HttpServer | null;
+  services: SmtpService[];
   /** Graceful stop; resolves when everything is closed. */
   stop(): Promise<void>;
 }
@@ -27,20 +35,95 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     logger.warn("removed spool files of unfinished messages", { count: staleSpoolFiles });
   }
   const state = new RelayState();
-  const closers: (() => Promise<void>)[] = [];
+  const services: SmtpService[] = [];
   let http: HttpServer | null = null;
+  const tls: SecureContext | null = config.tlsCertFile && config.tlsKeyFile
+    ? loadSecureContext({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile })
+    : null;
+  const startTls = tls
+    ? async (conn: import("./net/line_connection.ts").LineConnection, readyReply: string) => {
+      await conn.startTlsServer(tls, { readyReply, handshakeTimeoutMs: 60_000 });
+    }
+    : null;
+  const stopAll = async () => {
+    state.shuttingDown = true;
+    await Promise.all(
+      services.map((s) =>
+        s.stop(config.shutdownGrace).catch((error) =>
+          logger.error("error while stopping", { error: String(error) })
+        )
+      ),
+    );
+    await http?.stop().catch((error) => logger.error("error while stopping http", { error: String(error) }));
+    store.database.close();
+  };
+
   try {
+    if (config.smtpListen) {
+      const freeSpace = freeSpaceProbe(config.dataDir);
+      const spool = spoolDir(config.dataDir);
+      const service = await startSmtpService({
+        name: "smtp",
+        listen: config.smtpListen,
+        hostname: config.hostname,
+        maxConnections: config.smtpMaxConnections,
+        maxConnectionsPerIp: config.smtpMaxConnectionsPerIp,
+        maxLineLength: config.smtpMaxLineLength,
+        logger,
+        state,
+        createSession: (conn, cid, sessionLogger) => {
+          const protocol = new IntakeProtocol(
+            {
+              config,
+              store,
+              state,
+              logger: sessionLogger,
+              spoolDir: spool,
+              tlsAvailable: tls !== null,
+              shuttingDown: () => state.shuttingDown,
+              freeSpace,
+            },
+            conn,
+            cid,
+          );
+          return new SessionLoop({
+            conn,
+            logger: sessionLogger,
+            protocol,
+            greeting: C220Greeting(config.hostname, "ESMTP odmr-relay"),
+            startTls,
+            limits: {
+              hostname: config.hostname,
+              maxLineLength: config.smtpMaxLineLength,
+              idleTimeoutMs: config.smtpIdleTimeout,
+              sessionTimeoutMs: config.smtpSessionTimeout,
+              maxErrors: config.smtpMaxErrors,
+              maxJunkCommands: config.smtpMaxJunkCommands,
+              greetingDelayMs: config.smtpGreetingDelay,
+              enhancedCodes: true,
+              wireTrace: config.logWire,
+            },
+          });
+        },
+      });
+      services.push(service);
+      const a = service.address();
+      state.listeners.push({
+        name: "smtp",
+        host: a.host,
+        port: a.port,
+        tls: tls ? "starttls" : "none",
+        bound: true,
+      });
+    }
     if (config.httpListen) {
       const app = createApp({ store, state, logger, token: config.httpToken });
       http = await serveHttp(config.httpListen.host, config.httpListen.port, app.fetch);
       state.listeners.push({ name: "http", host: http.host, port: http.port, tls: "none", bound: true });
       logger.info("listening", { listener: "http", address: `${http.host}:${http.port}` });
-      const server = http;
-      closers.push(() => server.stop());
     }
   } catch (error) {
-    for (const close of closers.reverse()) await close().catch(() => {});
-    store.database.close();
+    await stopAll().catch(() => {});
     throw error;
   }
   let stopped: Promise<void> | null = null;
@@ -48,14 +131,9 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     store,
     state,
     http,
+    services,
     stop() {
-      stopped ??= (async () => {
-        state.shuttingDown = true;
-        for (const close of closers.reverse()) {
-          await close().catch((error) => logger.error("error while stopping", { error: String(error) }));
-        }
-        store.database.close();
-      })();
+      stopped ??= stopAll();
       return stopped;
     },
   };

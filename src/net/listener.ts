@@ -1,0 +1,236 @@
+/**
+ * TCP listeners for the intake (25), ODMR (366) and implicit-TLS ODMR (2366) ports, with total and per-IP
+ * connection limits (PROTOCOL.md 7, input 25: per-IP concurrency cap answered with `421 4.7.0` at connect).
+ *
+ * Implicit TLS accepts plain TCP and wraps each socket with `new tls.TLSSocket(socket, { isServer: true })`,
+ * the same measured pattern as STARTTLS, so Deno, Bun and Node share one code path.
+ *
+ * @module
+ */
+
+import * as net from "node:net";
+import type * as tls from "node:tls";
+import { describeBindError } from "./bind_errors.ts";
+import {
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  LineConnection,
+  type LineConnectionOptions,
+} from "./line_connection.ts";
+
+/** Why a connection was refused at connect time. */
+export type RejectReason = "total" | "per-ip";
+
+/** Facts about an accepted connection, for logs and policy. */
+export interface ConnectionInfo {
+  /** Listener-unique connection number, starting at 1. */
+  id: number;
+  /** Peer IP address (IPv4-mapped IPv6 normalised to IPv4). */
+  remoteAddress: string;
+  /** Peer port. */
+  remotePort: number;
+  /** Local port the connection arrived on. */
+  localPort: number;
+  /** Whether the connection is implicit TLS (already encrypted when handed over). */
+  tls: boolean;
+}
+
+/** Options of {@linkcode startListener}. */
+export interface ListenerOptions {
+  /** Address to bind, e.g. `"0.0.0.0"`, `"::"` or `"127.0.0.1"`. */
+  host: string;
+  /** Port to bind; 0 picks a free port (see `address()`). */
+  port: number;
+  /** When set, every connection is implicit TLS (RFC 8314 3.3) with this context. */
+  tls?: tls.SecureContext;
+  /** Implicit-TLS handshake timeout in milliseconds. Default 30 s. */
+  handshakeTimeoutMs?: number;
+  /** Maximum simultaneous accepted connections; more are rejected with reason `"total"`. Default unlimited. */
+  maxConnections?: number;
+  /** Maximum simultaneous connections from one IP; more are rejected with `"per-ip"`. Default unlimited. */
+  maxConnectionsPerIp?: number;
+  /** Limits applied to every {@linkcode LineConnection}. */
+  connection?: LineConnectionOptions;
+  /**
+   * Runs one session. The returned promise stands for the session: when it settles the listener closes
+   * the connection if the handler has not. A rejection is reported to `onError`, never thrown.
+   */
+  onConnection(conn: LineConnection, info: ConnectionInfo): void | Promise<void>;
+  /**
+   * Called for a connection over a limit, so the server can write `421 4.7.0 Too many connections`.
+   * The listener closes the connection when it settles. Without it the socket is just closed.
+   */
+  onRejected?(conn: LineConnection, reason: RejectReason, info: ConnectionInfo): void | Promise<void>;
+  /** Reports errors that belong to no session: a failed implicit-TLS handshake, a handler that threw. */
+  onError?(err: unknown, info: ConnectionInfo | undefined): void;
+}
+
+/** A running listener. */
+export interface Listener {
+  /** The bound address; with port 0 this is the real port. */
+  address(): { host: string; port: number };
+  /** Accepted connections currently open (rejected ones are not counted). */
+  connectionCount(): number;
+  /** Stops accepting new connections; open ones are left alone. Resolves once the port is released. */
+  close(): Promise<void>;
+  /**
+   * Stops accepting, then closes every open connection (`end()`, `destroy()` after `graceMs`) and resolves
+   * when all are closed.
+   */
+  closeAll(options?: { graceMs?: number }): Promise<void>;
+}
+
+/**
+ * Binds and starts a listener. Throws a clear error when the port is privileged (EACCES) or busy
+ * (EADDRINUSE).
+ */
+export async function startListener(options: ListenerOptions): Promise<Listener> {
+  const live = new Set<LineConnection>();
+  const everything = new Set<LineConnection>();
+  const perIp = new Map<string, number>();
+  const maxTotal = options.maxConnections ?? Infinity;
+  const maxPerIp = options.maxConnectionsPerIp ?? Infinity;
+  const report = (err: unknown, info: ConnectionInfo | undefined): void => {
+    try {
+      options.onError?.(err, info);
+    } catch {
+      // a broken error reporter must not take the listener down
+    }
+  };
+  let nextId = 1;
+  let closing = false;
+
+  const handle = async (socket: net.Socket): Promise<void> => {
+    socket.on("error", noop);
+    if (closing) {
+      socket.destroy();
+      return;
+    }
+    const id = nextId++;
+    let conn: LineConnection;
+    const connOptions: LineConnectionOptions & { handshakeTimeoutMs?: number } = { ...options.connection };
+    if (options.tls) {
+      connOptions.handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+      const pending = LineConnection.acceptTls(socket, options.tls, connOptions);
+      // count the handshaking socket against nothing, but make closeAll() reach it
+      try {
+        conn = await pending;
+      } catch (err) {
+        report(err, undefined);
+        socket.destroy();
+        return;
+      }
+    } else {
+      conn = new LineConnection(socket, connOptions);
+    }
+    everything.add(conn);
+    void conn.closed.then(() => everything.delete(conn));
+    const info: ConnectionInfo = {
+      id,
+      remoteAddress: conn.remoteAddress,
+      remotePort: conn.remotePort,
+      localPort: conn.localPort,
+      tls: conn.isTls,
+    };
+    if (closing) {
+      conn.destroy();
+      return;
+    }
+    const ipCount = perIp.get(info.remoteAddress) ?? 0;
+    const reason: RejectReason | undefined = live.size >= maxTotal
+      ? "total"
+      : ipCount >= maxPerIp
+      ? "per-ip"
+      : undefined;
+    if (reason !== undefined) {
+      try {
+        await options.onRejected?.(conn, reason, info);
+      } catch (err) {
+        report(err, info);
+      }
+      await conn.close();
+      return;
+    }
+    live.add(conn);
+    perIp.set(info.remoteAddress, ipCount + 1);
+    void conn.closed.then(() => {
+      live.delete(conn);
+      const n = (perIp.get(info.remoteAddress) ?? 1) - 1;
+      if (n <= 0) perIp.delete(info.remoteAddress);
+      else perIp.set(info.remoteAddress, n);
+    });
+    try {
+      await options.onConnection(conn, info);
+    } catch (err) {
+      report(err, info);
+      conn.destroy();
+      return;
+    }
+    await conn.close();
+  };
+
+  const server = net.createServer((socket) => {
+    handle(socket).catch((err) => {
+      report(err, undefined);
+      socket.destroy();
+    });
+  });
+  const serverClosed = new Promise<void>((resolve) => server.once("close", () => resolve()));
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: Error): void => {
+      server.off("listening", onListening);
+      reject(bindError(err, options.host, options.port));
+    };
+    const onListening = (): void => {
+      server.off("error", onError);
+      resolve();
+    };
+    server.once("error", onError);
+    server.once("listening", onListening);
+    server.listen({ host: options.host, port: options.port });
+  });
+  server.on("error", (err) => report(err, undefined));
+
+  const bound = server.address();
+  const addr = typeof bound === "object" && bound !== null
+    ? { host: bound.address, port: bound.port }
+    : { host: options.host, port: options.port };
+
+  let closePromise: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    if (closePromise) return closePromise;
+    closing = true;
+    closePromise = new Promise<void>((resolve) => {
+      try {
+        server.close();
+      } catch {
+        // already closed
+      }
+      // The listening socket is released synchronously; 'close' itself waits for open connections.
+      setTimeout(resolve, 0);
+    });
+    return closePromise;
+  };
+
+  return {
+    address: () => ({ ...addr }),
+    connectionCount: () => live.size,
+    close,
+    async closeAll(opts: { graceMs?: number } = {}): Promise<void> {
+      await close();
+      await Promise.all([...everything].map((c) => c.close(opts.graceMs)));
+      await serverClosed;
+    },
+  };
+}
+
+/**
+ * Turns a bind failure into an error that says what to do: EACCES on a privileged port needs root or
+ * CAP_NET_BIND_SERVICE (or an unprivileged port), EADDRINUSE means another process holds the port.
+ * The wording is shared with the HTTP listener (`bind_errors.ts`); the original error is the `cause`.
+ */
+export function bindError(err: unknown, host: string, port: number): Error {
+  return new Error(describeBindError(err, host, port), { cause: err });
+}
+
+function noop(): void {}
