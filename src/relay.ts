@@ -6,6 +6,7 @@
  */
 import type { SecureContext } from "node:tls";
 import type { Config } from "./config/fields.ts";
+import { isLoopback } from "./config/load.ts";
 import { createApp } from "./http/app.ts";
 import type { Logger } from "./log/logger.ts";
 import { openServingStore, spoolDir } from "./cli/open_store.ts";
@@ -14,6 +15,12 @@ import type { QueueStore } from "./queue/store.ts";
 import { RelayState } from "./relay_state.ts";
 import { type HttpServer, serveHttp } from "./runtime/http_serve.ts";
 import { freeSpaceProbe, IntakeProtocol } from "./server/intake.ts";
+import { DomainLeases } from "./queue/leases.ts";
+import { OdmrProtocol } from "./server/odmr.ts";
+import { makeDeliver } from "./server/odmr_delivery.ts";
+import { AuthThrottle } from "./server/sasl/auth_throttle.ts";
+import { cramMd5Secret } from "./server/sasl/cram_md5.ts";
+import { generateSecret, makeDummyHash } from "./server/sasl/password.ts";
 import { SessionLoop } from "./server/session.ts";
 import { type SmtpService, startSmtpService } from "./server/smtp_service.ts";
 import { C220Greeting } from "./smtp/reply_codes.ts";
@@ -116,8 +123,87 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
         bound: true,
       });
     }
+    const leases = new DomainLeases();
+    const throttle = new AuthThrottle({ now: () => Date.now() }, {
+      windowMs: config.authFailureWindow,
+      maxFailuresPerIp: config.authMaxFailuresPerIp,
+      maxFailuresPerAccount: config.authMaxFailuresPerAccount,
+    });
+    const dummyCramSecret = cramMd5Secret(generateSecret());
+    const dummyPasswordHash = await makeDummyHash();
+    const deliver = makeDeliver({ config, store, logger });
+    const odmrListeners = [
+      { name: "odmr" as const, listen: config.odmrListen, implicit: false },
+      { name: "odmrs" as const, listen: tls ? config.odmrsListen : null, implicit: true },
+    ];
+    for (const { name, listen, implicit } of odmrListeners) {
+      if (!listen) continue;
+      const service = await startSmtpService({
+        name,
+        listen,
+        hostname: config.hostname,
+        ...(implicit && tls ? { implicitTls: tls } : {}),
+        maxConnections: config.odmrMaxConnections,
+        maxConnectionsPerIp: config.odmrMaxConnectionsPerIp,
+        maxLineLength: 2048,
+        logger,
+        state,
+        createSession: (conn, cid, sessionLogger) => {
+          const protocol = new OdmrProtocol(
+            {
+              config,
+              store,
+              state,
+              logger: sessionLogger,
+              leases,
+              throttle,
+              tlsAvailable: tls !== null,
+              dummyCramSecret,
+              dummyPasswordHash,
+              deliver,
+            },
+            conn,
+            cid,
+          );
+          return new SessionLoop({
+            conn,
+            logger: sessionLogger,
+            protocol,
+            greeting: C220Greeting(config.hostname, "ESMTP odmr-relay on-demand mail relay ready"),
+            startTls,
+            limits: {
+              hostname: config.hostname,
+              maxLineLength: 2048,
+              idleTimeoutMs: config.odmrIdleTimeout,
+              // The session before ATRN; the reversed session has its own cap (atrnSessionTimeout).
+              sessionTimeoutMs: config.odmrIdleTimeout * 3,
+              maxErrors: 10,
+              maxJunkCommands: 20,
+              greetingDelayMs: 0,
+              enhancedCodes: true,
+              wireTrace: config.logWire,
+            },
+          });
+        },
+      });
+      services.push(service);
+      const a = service.address();
+      state.listeners.push({
+        name,
+        host: a.host,
+        port: a.port,
+        tls: implicit ? "implicit" : tls ? "starttls" : "none",
+        bound: true,
+      });
+    }
     if (config.httpListen) {
-      const app = createApp({ store, state, logger, token: config.httpToken });
+      const app = createApp({
+        store,
+        state,
+        logger,
+        token: config.httpToken,
+        listenerIsLoopback: isLoopback(config.httpListen.host),
+      });
       http = await serveHttp(config.httpListen.host, config.httpListen.port, app.fetch);
       state.listeners.push({ name: "http", host: http.host, port: http.port, tls: "none", bound: true });
       logger.info("listening", { listener: "http", address: `${http.host}:${http.port}` });

@@ -44,7 +44,13 @@ export type Effect =
   /** The reply was 354: the session reads the message and returns the reply to the final dot. */
   | { kind: "data"; receive: () => Promise<HandlerResult> }
   /** The reply was a 334 challenge: the next line is the client's response (RFC 4954 4). */
-  | { kind: "continue"; next: (line: string) => Promise<HandlerResult> | HandlerResult; maxLength: number }
+  | {
+    kind: "continue";
+    next: (line: string) => Promise<HandlerResult> | HandlerResult;
+    maxLength: number;
+    /** Reply to a line over maxLength; it also ends the exchange (RFC 4954 4: 500 5.5.6). */
+    tooLong?: Reply;
+  }
   /** The reply was `250` to ATRN: hand the connection over (RFC 2645 5.2.1); the session then ends. */
   | { kind: "turn"; run: () => Promise<void> };
 
@@ -107,6 +113,9 @@ export interface SessionContext {
   startTls: ((conn: LineConnection, readyReply: string) => Promise<void>) | null;
   now?: () => number;
 }
+
+/** A continuation line that was refused (too long): the exchange is over, the session goes on. */
+const ABANDONED = Symbol("abandoned");
 
 const HTTP_OR_PROXY =
   /^(GET|POST|HEAD|PUT|DELETE|OPTIONS|CONNECT|PATCH) \S+( HTTP\/\d)?|^(Host|User-Agent|Accept):/i;
@@ -176,6 +185,7 @@ export class SessionLoop {
         if (this.#shutdownRequested) return await this.#fatal(C421ShuttingDown(limits.hostname), "shutdown");
         const line = await this.#readCommandLine(limits.maxLineLength);
         if (line === null) return;
+        if (line === ABANDONED) continue;
         await this.#dispatch(line);
       }
     } catch (error) {
@@ -191,7 +201,7 @@ export class SessionLoop {
   }
 
   /** Reads one command line; handles the line-level errors; null when the session is over. */
-  async #readCommandLine(maxLength: number): Promise<string | null> {
+  async #readCommandLine(maxLength: number, tooLong?: Reply): Promise<string | null | typeof ABANDONED> {
     const { conn, limits } = this.#ctx;
     const timeoutMs = Math.max(1, Math.min(limits.idleTimeoutMs, this.#remaining()));
     if (this.#firstCommand) {
@@ -214,8 +224,9 @@ export class SessionLoop {
       } catch (error) {
         if (error instanceof LineTooLongError) {
           // RFC 5321 4.5.3.1.4: "500 Line too long"; the rest of the line was discarded.
-          if (await this.#replyError(C500LineTooLong)) continue;
-          return null;
+          if (!(await this.#replyError(tooLong ?? C500LineTooLong))) return null;
+          if (tooLong) return ABANDONED;
+          continue;
         }
         if (error instanceof BareLineEndingError) {
           // PROTOCOL 7 #1: never a line end; refuse and close (the stream can no longer be trusted).
@@ -339,8 +350,8 @@ export class SessionLoop {
         return;
       }
       case "continue": {
-        const line = await this.#readCommandLine(effect.maxLength);
-        if (line === null) return;
+        const line = await this.#readCommandLine(effect.maxLength, effect.tooLong);
+        if (line === null || line === ABANDONED) return;
         await this.#perform(await this.#call(() => effect.next(line)));
         return;
       }

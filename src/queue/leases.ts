@@ -1,0 +1,39 @@
+/**
+ * One ATRN session per domain at a time (DESIGN.md 6; PROTOCOL.md 1.7): an in-process lease per
+ * domain, taken for ALL of a session's domains at once or not at all. The relay is one process,
+ * so memory is the right place: a crash frees every lease with the process. Each lease also
+ * expires (longer than the longest session), so a session that somehow never releases cannot
+ * block a domain forever.
+ */
+
+/** A lease table keyed by domain. */
+export class DomainLeases {
+  readonly #held = new Map<string, { owner: string; expiresAt: number }>();
+  readonly #now: () => number;
+
+  constructor(now: () => number = Date.now) {
+    this.#now = now;
+  }
+
+  /** Takes every domain for `owner`, or none when any is held by another live session. */
+  tryAcquire(domains: readonly string[], owner: string, ttlMs: number): boolean {
+    const now = this.#now();
+    for (const domain of domains) {
+      const lease = this.#held.get(domain);
+      if (lease && lease.owner !== owner && lease.expiresAt > now) return false;
+    }
+    for (const domain of domains) this.#held.set(domain, { owner, expiresAt: now + ttlMs });
+    return true;
+  }
+
+  /** Releases every domain `owner` holds. */
+  release(owner: string): void {
+    for (const [domain, lease] of this.#held) if (lease.owner === owner) this.#held.delete(domain);
+  }
+
+  /** Domains currently leased (for /status). */
+  busyDomains(): string[] {
+    const now = this.#now();
+    return [...this.#held].filter(([, l]) => l.expiresAt > now).map(([d]) => d);
+  }
+}

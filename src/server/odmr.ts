@@ -1,0 +1,408 @@
+/**
+ * The ODMR provider protocol (port 366, RFC 2645): EHLO, STARTTLS, AUTH, ATRN, QUIT. After a
+ * successful ATRN the connection turns: the customer greets with 220 and this relay becomes the
+ * SMTP client on the SAME socket and the SAME buffered reader (src/client/), with TLS kept.
+ *
+ * Decisions (PROTOCOL.md 1, 4, 7 items 11-21; Appendix A on fetchmail):
+ * - CRAM-MD5 (RFC 2195) is always offered: it is mandatory in RFC 2645 and the only mechanism
+ *   fetchmail speaks. PLAIN and LOGIN are offered only under TLS unless configured otherwise.
+ * - Unknown user, disabled account and wrong secret all get the same `535 5.7.8` after the same
+ *   work (a dummy CRAM-MD5 check / dummy scrypt hash), with a growing delay per IP and account.
+ * - ATRN for a domain the account does not own (or that does not exist) refuses the WHOLE request
+ *   with the same `450 4.7.1 ATRN request refused` whatever the reason (no enumeration).
+ * - A domain already being delivered in another session: `451 4.3.0 Unable to process ATRN request
+ *   now`. fetchmail maps 451 to "temporary, skip this time" (PS_EXCLUDE), while 450 would be
+ *   reported as a protocol error; the RFC's 450 rate-limit clause would fit too, but 451 is kinder to
+ *   the client most customers run.
+ * - Held domains (administration) keep their mail: ATRN treats them as having none, so a request
+ *   touching only held domains gets `453 You have no mail` (fetchmail: success, nothing to do).
+ * - Every ATRN reply is a single line (fetchmail reads one line).
+ * - Bytes pipelined after ATRN: the session loop refuses with 554 5.5.0 and closes (PROTOCOL 7 #19).
+ */
+import type { Config } from "../config/fields.ts";
+import type { Logger } from "../log/logger.ts";
+import type { LineConnection } from "../net/line_connection.ts";
+import type { DomainLeases } from "../queue/leases.ts";
+import type { Account, QueueStore } from "../queue/store.ts";
+import type { RelayState } from "../relay_state.ts";
+import { buildEhloReply } from "../smtp/ehlo.ts";
+import { parseAtrnDomains } from "../smtp/domain.ts";
+import {
+  C214Help,
+  C220ReadyToStartTls,
+  C221Bye,
+  C235AuthSucceeded,
+  C250AtrnReversing,
+  C250Ok,
+  C334Challenge,
+  C421TooManyErrors,
+  C450AtrnRefused,
+  C451AtrnUnavailable,
+  C453NoMail,
+  C454AuthTemporaryFailure,
+  C500AuthLineTooLong,
+  C500SyntaxError,
+  C501AuthAborted,
+  C501BadBase64,
+  C501InitialResponseNotAllowed,
+  C501NoArguments,
+  C501SyntaxError,
+  C502NotImplemented,
+  C503AlreadyAuthenticated,
+  C503NeedHelo,
+  C530AuthRequired,
+  C535AuthFailed,
+  C554TlsAlreadyActive,
+  type Reply,
+} from "../smtp/reply_codes.ts";
+import type { AuthThrottle } from "./sasl/auth_throttle.ts";
+import { encodeBase64 } from "./sasl/base64.ts";
+import { makeChallenge, parseCramMd5Response, verifyCramMd5 } from "./sasl/cram_md5.ts";
+import { authEhloKeyword, checkMechanism, type MechanismPolicy } from "./sasl/mechanisms.ts";
+import { verifyPassword } from "./sasl/password.ts";
+import {
+  LOGIN_PASSWORD_PROMPT,
+  LOGIN_USERNAME_PROMPT,
+  parseLoginResponse,
+  parsePlainResponse,
+} from "./sasl/plain.ts";
+import type { Effect, Handler, HandlerResult, Protocol } from "./session.ts";
+
+/** RFC 4954 4: lines in the AUTH exchange may be up to 12288 octets (plus CRLF). */
+export const AUTH_LINE_LIMIT = 12288 + 2;
+
+/** What a delivery over the turned connection reports (for the ATRN session record). */
+export interface DeliveryReport {
+  delivered: number;
+  deferred: number;
+  failed: number;
+  /** "turned": the customer greeted and the session ran; "error": it failed before or during. */
+  outcome: "turned" | "error";
+  detail: string | null;
+}
+
+/** Delivers the queued mail of `domains` over `conn`, which is now the customer's SMTP server. */
+export type Deliver = (conn: LineConnection, domains: string[], logger: Logger) => Promise<DeliveryReport>;
+
+/** What an ODMR session needs from the relay. */
+export interface OdmrDeps {
+  config: Config;
+  store: QueueStore;
+  state: RelayState;
+  logger: Logger;
+  leases: DomainLeases;
+  throttle: AuthThrottle;
+  tlsAvailable: boolean;
+  /** A CRAM-MD5 secret and a scrypt hash that match nothing, for unknown users (equal work). */
+  dummyCramSecret: string;
+  dummyPasswordHash: string;
+  deliver: Deliver;
+  sleep?: (ms: number) => Promise<void>;
+  now?: () => number;
+}
+
+const ENCODER = new TextEncoder();
+
+/** One ODMR session's protocol state and handler table. */
+export class OdmrProtocol implements Protocol {
+  readonly handlers: Record<string, Handler>;
+  readonly unknownCommand = C500SyntaxError;
+  readonly #deps: OdmrDeps;
+  readonly #conn: LineConnection;
+  readonly #cid: string;
+  #ehlo = false;
+  #account: Account | null = null;
+  #authFailures = 0;
+
+  constructor(deps: OdmrDeps, conn: LineConnection, cid: string) {
+    this.#deps = deps;
+    this.#conn = conn;
+    this.#cid = cid;
+    const notHere = () => ({ reply: C502NotImplemented });
+    this.handlers = {
+      EHLO: (arg) => this.#hello(arg),
+      // RFC 2645 5.1.1: AUTH and ATRN are extensions, so the customer must use EHLO.
+      HELO: notHere,
+      AUTH: (arg) => this.#auth(arg),
+      ATRN: (arg) => this.#atrn(arg),
+      STARTTLS: (arg) => this.#startTls(arg),
+      NOOP: () => ({ reply: C250Ok }),
+      RSET: (arg) => ({ reply: arg ? C501NoArguments("RSET") : C250Ok }),
+      HELP: () => ({ reply: C214Help }),
+      QUIT: () => ({ reply: C221Bye, effect: { kind: "close" } }),
+      // RFC 2645 5.4: anything but EHLO, AUTH, ATRN and QUIT MAY be refused with 502.
+      MAIL: notHere,
+      RCPT: notHere,
+      DATA: notHere,
+      VRFY: notHere,
+      EXPN: notHere,
+      ETRN: notHere,
+      TURN: notHere,
+      BDAT: notHere,
+    };
+  }
+
+  mustEndBatch(): boolean {
+    return true;
+  }
+
+  pipeliningAllowed(): boolean {
+    // PIPELINING is not offered on the ODMR port (PROTOCOL.md 2.5).
+    return false;
+  }
+
+  isJunk(verb: string): boolean {
+    return verb === "NOOP" || verb === "RSET" || verb === "HELP";
+  }
+
+  redact(verb: string): boolean {
+    return verb === "AUTH";
+  }
+
+  afterTls(): void {
+    // RFC 3207 4.2: forget the EHLO; a successful AUTH cannot have happened before (STARTTLS
+    // after AUTH is refused below), so there is no identity to forget.
+    this.#ehlo = false;
+  }
+
+  #policy(): MechanismPolicy {
+    const c = this.#deps.config;
+    return {
+      tlsActive: this.#conn.isTls,
+      allowPlainWithoutTls: c.odmrAllowPlainWithoutTls,
+      cramMd5Enabled: this.#conn.isTls || c.odmrAllowCramMd5WithoutTls,
+    };
+  }
+
+  #hello(arg: string): HandlerResult {
+    if (arg.trim() === "" || /\s/.test(arg.trim())) return { reply: C501SyntaxError };
+    this.#ehlo = true;
+    // RFC 2645 5.1.1: the EHLO reply MUST list AUTH and ATRN.
+    const keywords: string[] = [];
+    const auth = authEhloKeyword(this.#policy());
+    if (auth) keywords.push(auth);
+    if (this.#deps.tlsAvailable && !this.#conn.isTls) keywords.push("STARTTLS");
+    keywords.push("ATRN", "ENHANCEDSTATUSCODES");
+    return { reply: buildEhloReply(this.#deps.config.hostname, "ODMR service ready", keywords) };
+  }
+
+  #startTls(arg: string): HandlerResult {
+    if (!this.#deps.tlsAvailable) return { reply: C502NotImplemented };
+    if (this.#conn.isTls) return { reply: C554TlsAlreadyActive };
+    if (arg) return { reply: C501NoArguments("STARTTLS") };
+    // RFC 3207 4.2 would make us forget the identity; simpler to refuse STARTTLS after AUTH.
+    if (this.#account) return { reply: C503AlreadyAuthenticated };
+    return { reply: C220ReadyToStartTls, effect: { kind: "startTls" } };
+  }
+
+  // ------------------------------------------------------------------- AUTH
+
+  #auth(arg: string): HandlerResult | Promise<HandlerResult> {
+    if (!this.#ehlo) return { reply: C503NeedHelo };
+    if (this.#account) return { reply: C503AlreadyAuthenticated }; // RFC 4954 4
+    const ip = this.#conn.remoteAddress;
+    if (this.#deps.throttle.isBlocked(ip)) {
+      this.#deps.state.authFailures.inc("ip-blocked");
+      return { reply: C454AuthTemporaryFailure };
+    }
+    const [name = "", initial] = arg.split(/\s+/, 2);
+    const verdict = checkMechanism(name, this.#policy());
+    if (!verdict.ok) {
+      return { reply: { code: verdict.code, enhanced: verdict.enhanced, lines: [verdict.text] } };
+    }
+    if (initial !== undefined && initial.length > AUTH_LINE_LIMIT) return { reply: C500AuthLineTooLong };
+    switch (verdict.mechanism) {
+      case "CRAM-MD5": {
+        // RFC 2195: the server speaks first, so an initial response is a protocol error.
+        if (initial !== undefined) return { reply: C501InitialResponseNotAllowed };
+        const challenge = makeChallenge(this.#deps.config.hostname); // unique and used once
+        return this.#challenge(encodeBase64(challenge), (line) => this.#cramResponse(challenge, line));
+      }
+      case "PLAIN":
+        // RFC 4954 4: "=" is an empty initial response.
+        if (initial !== undefined) return this.#plainResponse(initial === "=" ? "" : initial);
+        return this.#challenge("", (line) => this.#plainResponse(line));
+      case "LOGIN":
+        return this.#challenge(LOGIN_USERNAME_PROMPT, (userLine) => {
+          const user = parseLoginResponse(userLine, "username");
+          if (!user.ok) {
+            return user.reason === "bad-base64" ? { reply: C501BadBase64 } : this.#failed(null, "malformed");
+          }
+          return this.#challenge(LOGIN_PASSWORD_PROMPT, (passLine) => {
+            const pass = parseLoginResponse(passLine, "password");
+            if (!pass.ok) {
+              return pass.reason === "bad-base64"
+                ? { reply: C501BadBase64 }
+                : this.#failed(user.value, "malformed");
+            }
+            return this.#checkPassword(user.value, pass.value);
+          });
+        });
+    }
+  }
+
+  #challenge(base64: string, next: (line: string) => Promise<HandlerResult> | HandlerResult): HandlerResult {
+    const effect: Effect = {
+      kind: "continue",
+      maxLength: AUTH_LINE_LIMIT,
+      tooLong: C500AuthLineTooLong,
+      next: (line) => (line === "*" ? { reply: C501AuthAborted } : next(line)),
+    };
+    return { reply: C334Challenge(base64), effect };
+  }
+
+  async #cramResponse(challenge: string, line: string): Promise<HandlerResult> {
+    const response = parseCramMd5Response(line);
+    if (!response.ok) {
+      return response.reason === "bad-base64"
+        ? { reply: C501BadBase64 }
+        : await this.#failed(null, "malformed");
+    }
+    const account = this.#deps.store.findAccount(response.username);
+    // Same work for unknown users: verify against a secret that matches nothing.
+    const ok = verifyCramMd5(
+      account?.cramMd5Secret ?? this.#deps.dummyCramSecret,
+      challenge,
+      response.digest,
+    );
+    if (!account || !ok || account.disabled) {
+      return await this.#failed(
+        response.username,
+        !account ? "unknown-user" : account.disabled ? "disabled" : "bad-secret",
+      );
+    }
+    return this.#succeeded(account, "CRAM-MD5");
+  }
+
+  async #plainResponse(line: string): Promise<HandlerResult> {
+    const credentials = parsePlainResponse(line);
+    if (!credentials.ok) {
+      return credentials.reason === "bad-base64"
+        ? { reply: C501BadBase64 }
+        : await this.#failed(null, "malformed");
+    }
+    return this.#checkPassword(credentials.authcid, credentials.password);
+  }
+
+  async #checkPassword(username: string, password: string): Promise<HandlerResult> {
+    const account = this.#deps.store.findAccount(username);
+    const ok = await verifyPassword(
+      account?.passwordHash ?? this.#deps.dummyPasswordHash,
+      ENCODER.encode(password),
+    );
+    if (!account || !ok || account.disabled) {
+      return await this.#failed(
+        username,
+        !account ? "unknown-user" : account.disabled ? "disabled" : "bad-secret",
+      );
+    }
+    return this.#succeeded(account, "PLAIN");
+  }
+
+  #succeeded(account: Account, mechanism: string): HandlerResult {
+    if (this.#deps.throttle.isAccountLocked(account.username)) {
+      // Too many recent failures for this account from anywhere: refuse even a correct secret
+      // for the rest of the window (RFC 4954 4 allows temporary failure here).
+      this.#deps.state.authFailures.inc("account-locked");
+      return { reply: C454AuthTemporaryFailure };
+    }
+    this.#account = account;
+    this.#deps.throttle.recordSuccess(this.#conn.remoteAddress);
+    this.#deps.logger.info("authenticated", { user: account.username, mechanism, tls: this.#conn.isTls });
+    return { reply: C235AuthSucceeded };
+  }
+
+  async #failed(username: string | null, reason: string): Promise<HandlerResult> {
+    const { throttle, state, logger } = this.#deps;
+    const ip = this.#conn.remoteAddress;
+    const delay = throttle.delayMsFor(ip, username ?? undefined);
+    throttle.recordFailure(ip, username ?? undefined);
+    this.#authFailures++;
+    state.authFailures.inc(reason);
+    logger.info("authentication failed", { user: username ?? undefined, reason, delayMs: delay });
+    // A growing delay slows guessing (PROTOCOL 7 #14); the reply is the same for every reason.
+    if (delay > 0) await (this.#deps.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms))))(delay);
+    if (throttle.shouldDisconnect(this.#authFailures)) {
+      return { reply: C421TooManyErrors(this.#deps.config.hostname), effect: { kind: "close" } };
+    }
+    return { reply: C535AuthFailed };
+  }
+
+  // ------------------------------------------------------------------- ATRN
+
+  #atrn(arg: string): HandlerResult {
+    const { store, leases, config, logger, state } = this.#deps;
+    // RFC 2645 5.2.1 / 7: ATRN before AUTH MUST be refused with 530.
+    const account = this.#account;
+    if (!account) return { reply: C530AuthRequired };
+    const startedAt = this.#now();
+    // RFC 2645 5.2.1: comma-separated domains; none means every domain of the account.
+    const requested = parseAtrnDomains(arg, { maxDomains: config.atrnMaxDomains });
+    const owned = new Map(store.domainsOfAccount(account.id).map((d) => [d.name, d]));
+    const domains = requested.length > 0 ? requested : [...owned.keys()];
+    const record = (outcome: "no-mail" | "refused" | "busy", reply: Reply, detail: string) => {
+      state.atrnSessions.inc(outcome);
+      store.recordAtrnSession({
+        accountId: account.id,
+        username: account.username,
+        domains,
+        peer: this.#conn.remoteAddress,
+        tls: this.#conn.isTls,
+        startedAt,
+        endedAt: this.#now(),
+        delivered: 0,
+        deferred: 0,
+        failed: 0,
+        outcome,
+        detail,
+      });
+      logger.info("atrn", { user: account.username, domains: domains.join(","), outcome, code: reply.code });
+      return { reply };
+    };
+    // RFC 2645 5.2.1: one domain the identity may not access refuses the WHOLE request, and the
+    // text is the same whether the domain is someone else's or unknown (no enumeration).
+    if (domains.length === 0 || domains.some((d) => !owned.has(d))) {
+      return record("refused", C450AtrnRefused, "domain not owned or unknown");
+    }
+    const deliverable = domains.filter((d) => !owned.get(d)!.hold);
+    // An index probe per domain: the answer comes in milliseconds (fetchmail gives up at 300 s).
+    if (!store.hasQueuedMail(deliverable)) return record("no-mail", C453NoMail, "no queued mail");
+    const owner = this.#cid;
+    if (!leases.tryAcquire(domains, owner, config.atrnSessionTimeout + 60_000)) {
+      return record("busy", C451AtrnUnavailable, "domain busy in another session");
+    }
+    const run = async () => {
+      const sessionLogger = logger.child({ atrn: domains.join(",") });
+      let report: DeliveryReport;
+      try {
+        report = await this.#deps.deliver(this.#conn, deliverable, sessionLogger);
+      } catch (error) {
+        sessionLogger.error("delivery failed", { error: String(error) });
+        report = { delivered: 0, deferred: 0, failed: 0, outcome: "error", detail: "internal error" };
+      } finally {
+        leases.release(owner);
+      }
+      state.atrnSessions.inc(report.outcome);
+      state.recipients.inc("delivered", report.delivered);
+      state.recipients.inc("deferred", report.deferred);
+      state.recipients.inc("failed", report.failed);
+      store.recordAtrnSession({
+        accountId: account.id,
+        username: account.username,
+        domains,
+        peer: this.#conn.remoteAddress,
+        tls: this.#conn.isTls,
+        startedAt,
+        endedAt: this.#now(),
+        ...report,
+      });
+      sessionLogger.info("atrn session ended", { ...report, user: account.username });
+      await this.#conn.close();
+    };
+    return { reply: C250AtrnReversing, effect: { kind: "turn", run } };
+  }
+
+  #now(): number {
+    return this.#deps.now?.() ?? Date.now();
+  }
+}
