@@ -16,9 +16,10 @@ import { RelayState } from "./relay_state.ts";
 import { type HttpServer, serveHttp } from "./runtime/http_serve.ts";
 import { freeSpaceProbe, IntakeProtocol } from "./server/intake.ts";
 import { DomainLeases } from "./queue/leases.ts";
+import { startHousekeeping } from "./queue/housekeeping.ts";
 import { OdmrProtocol } from "./server/odmr.ts";
 import { makeDeliver } from "./server/odmr_delivery.ts";
-import { AuthThrottle } from "./server/sasl/auth_throttle.ts";
+import { AuthThrottle, type AuthThrottleOptions } from "./server/sasl/auth_throttle.ts";
 import { cramMd5Secret } from "./server/sasl/cram_md5.ts";
 import { generateSecret, makeDummyHash } from "./server/sasl/password.ts";
 import { SessionLoop } from "./server/session.ts";
@@ -35,8 +36,14 @@ export interface Relay {
   stop(): Promise<void>;
 }
 
+/** Knobs that are not configuration (tests): the AUTH throttle's delays. */
+export interface RelayOptions {
+  /** Overrides of the AUTH failure throttle (e.g. a short `baseDelayMs` in tests). */
+  authThrottle?: Pick<AuthThrottleOptions, "baseDelayMs" | "maxDelayMs">;
+}
+
 /** Starts every configured listener. */
-export async function startRelay(config: Config, logger: Logger): Promise<Relay> {
+export async function startRelay(config: Config, logger: Logger, options: RelayOptions = {}): Promise<Relay> {
   const { store, staleSpoolFiles } = openServingStore(config.dataDir);
   if (staleSpoolFiles > 0) {
     logger.warn("removed spool files of unfinished messages", { count: staleSpoolFiles });
@@ -52,8 +59,10 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
       await conn.startTlsServer(tls, { readyReply, handshakeTimeoutMs: 60_000 });
     }
     : null;
+  const stopHousekeeping = startHousekeeping(store, { lifetimeMs: config.queueLifetime, logger });
   const stopAll = async () => {
     state.shuttingDown = true;
+    stopHousekeeping();
     await Promise.all(
       services.map((s) =>
         s.stop(config.shutdownGrace).catch((error) =>
@@ -128,6 +137,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
       windowMs: config.authFailureWindow,
       maxFailuresPerIp: config.authMaxFailuresPerIp,
       maxFailuresPerAccount: config.authMaxFailuresPerAccount,
+      ...options.authThrottle,
     });
     const dummyCramSecret = cramMd5Secret(generateSecret());
     const dummyPasswordHash = await makeDummyHash();

@@ -1,0 +1,52 @@
+/**
+ * Periodic queue maintenance: recipients older than the queue lifetime (per-domain override or
+ * `queueLifetime`, RFC 5321 4.5.4.1: give up after 4-5 days) are marked failed with status
+ * 4.4.7, so the DSN step reports them to the sender; freed pages are returned to the file system
+ * a little at a time. Every query is an index range per domain, never a queue scan.
+ */
+import type { Logger } from "../log/logger.ts";
+import type { Clock, QueueStore } from "./store.ts";
+
+/** RFC 3463 4.4.7: delivery time expired. */
+export const EXPIRED_TEXT = "4.4.7 Delivery time expired: the customer did not collect the mail in time";
+
+/** Marks expired recipients failed; returns how many per domain. */
+export function expireRecipients(store: QueueStore, lifetimeMs: number, clock: Clock): Map<string, number> {
+  const now = clock.now();
+  const expired = new Map<string, number>();
+  const update = store.database.raw.prepare(
+    "UPDATE recipients SET status = 'failed', last_code = 451, last_text = ?, last_attempt_at = ? " +
+      "WHERE domain = ? AND status = 'queued' AND queued_at < ?",
+  );
+  const domains = store.database.raw.prepare(
+    "SELECT name, retention_ms AS retentionMs FROM domains WHERE queued_recipients > 0",
+  ).all() as { name: string; retentionMs: number | null }[];
+  for (const domain of domains) {
+    const cutoff = now - (domain.retentionMs ?? lifetimeMs);
+    const changes = Number(store.transaction(() => update.run(EXPIRED_TEXT, now, domain.name, cutoff)).changes);
+    if (changes > 0) expired.set(domain.name, changes);
+  }
+  return expired;
+}
+
+/** Starts the periodic housekeeping; returns a function that stops it. */
+export function startHousekeeping(
+  store: QueueStore,
+  options: { lifetimeMs: number; intervalMs?: number; logger: Logger; clock?: Clock },
+): () => void {
+  const clock = options.clock ?? { now: () => Date.now() };
+  const tick = () => {
+    try {
+      for (const [domain, count] of expireRecipients(store, options.lifetimeMs, clock)) {
+        options.logger.warn("recipients expired", { domain, count });
+      }
+      // auto_vacuum=INCREMENTAL: give back up to 1000 free pages per tick without a full VACUUM.
+      store.database.raw.exec("PRAGMA incremental_vacuum(1000)");
+    } catch (error) {
+      options.logger.error("housekeeping failed", { error: String(error) });
+    }
+  };
+  const timer = setInterval(tick, options.intervalMs ?? 60_000);
+  (timer as { unref?: () => void }).unref?.();
+  return () => clearInterval(timer);
+}

@@ -1,0 +1,26 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { EXPIRED_TEXT, expireRecipients } from "../../src/queue/housekeeping.ts";
+import { bodyOf, incoming, tempStore, testSecrets } from "../support/store.ts";
+
+test("recipients older than the lifetime (or the domain's override) are failed with 4.4.7", () => {
+  let now = 0;
+  const clock = { now: () => now };
+  const { store } = tempStore(clock);
+  store.addAccount("alice", testSecrets("secret"));
+  store.addDomain("a.test", "alice");
+  store.addDomain("short.test", "alice");
+  store.database.raw.prepare("UPDATE domains SET retention_ms = 1000 WHERE name = 'short.test'").run();
+  const old = store.enqueue(incoming("s@x.test", ["u@a.test", "v@short.test"]), bodyOf("old"));
+  now = 5_000;
+  store.enqueue(incoming("s@x.test", ["w@a.test"]), bodyOf("new"));
+  now = 8_000;
+  // Lifetime 6 s: the first a.test recipient (age 8 s) expires, the second (age 3 s) does not;
+  // short.test's 1 s override expires its recipient too.
+  const expired = expireRecipients(store, 6_000, clock);
+  assert.deepEqual(Object.fromEntries(expired), { "a.test": 1, "short.test": 1 });
+  const rcpts = store.getMessage(old)!.recipients;
+  assert.ok(rcpts.every((r) => r.status === "failed" && r.lastText === EXPIRED_TEXT));
+  assert.equal(store.totals().queuedRecipients, 1);
+  assert.equal(expireRecipients(store, 6_000, clock).size, 0, "a second pass finds nothing");
+});
