@@ -5,6 +5,12 @@ import { CONFIG_FIELDS, envName, flagName } from "../src/config/fields.ts";
 console.log("| setting (file key) | flag | environment | default | what it is |");
 console.log("|---|---|---|---|---|");
 for (const [key, field] of Object.entries(CONFIG_FIELDS)) {
-  const def = key === "hostname" ? "(this machine's name)" : (field.format as (v: unknown) => string)(field.default);
-  console.log(`| \`${key}\` | \`--${flagName(key)}\` | \`${envName(key)}\` | \`${def}\` | ${field.doc.replaceAll("|", "\\|")} |`);
+  const def = key === "hostname"
+    ? "(this machine's name)"
+    : (field.format as (v: unknown) => string)(field.default);
+  console.log(
+    `| \`${key}\` | \`--${flagName(key)}\` | \`${envName(key)}\` | \`${def}\` | ${
+      field.doc.replaceAll("|", "\\|")
+    } |`,
+  );
 }

@@ -34,7 +34,11 @@ export class RelayState {
   readonly listeners: ListenerInfo[] = [];
   activeSmtpSessions = 0;
   activeOdmrSessions = 0;
-  /** Connections by listener and result ("accepted", "rejected-limit"...). */
+  /**
+   * Connections by listener and result. Keys are `listener-result` (for example
+   * `smtp-accepted`, `odmr-rejected-limit`, `odmrs-refused-shutdown`), as src/server writes them;
+   * /metrics splits a key after the listener name into the `listener` and `result` labels.
+   */
   readonly connections = new LabeledCounter();
   /** Messages accepted (label "accepted") or rejected by reason. */
   readonly messages = new LabeledCounter();
@@ -43,11 +47,18 @@ export class RelayState {
   readonly atrnSessions = new LabeledCounter();
   /** Recipients delivered / deferred / failed over ATRN. */
   readonly recipients = new LabeledCounter();
+  /** Failed AUTH attempts by reason ("bad-credentials", "ip-blocked", "account-locked"...). */
   readonly authFailures = new LabeledCounter();
+  /** DSNs (bounces and delay warnings) handed on for delivery. */
   dsnsSent = 0;
   shuttingDown = false;
 
   constructor(now: number = Date.now()) {
     this.startedAt = now;
+  }
+
+  /** Counts one connection on `listener` ending in `result` ("accepted", "rejected-limit"...). */
+  countConnection(listener: ListenerInfo["name"], result: string): void {
+    this.connections.inc(`${listener}-${result}`);
   }
 }

@@ -2,6 +2,16 @@
 import type { Command } from "./command.ts";
 import { checkConfig, migrateCommand, version } from "./admin.ts";
 import { domainAdd, domainList, domainRemove } from "./domain.ts";
+import {
+  domainHold,
+  domainRelease,
+  queueBounce,
+  queueDelete,
+  queueList,
+  queueShow,
+  statusCommand,
+} from "./remote.ts";
+import { pullCommand } from "./pull.ts";
 import { serve } from "./serve.ts";
 import { userAdd, userDisable, userEnable, userList, userPasswd, userRemove } from "./user.ts";
 
@@ -16,6 +26,14 @@ export const COMMANDS: Command[] = [
   domainAdd,
   domainRemove,
   domainList,
+  domainHold,
+  domainRelease,
+  statusCommand,
+  queueList,
+  queueShow,
+  queueDelete,
+  queueBounce,
+  pullCommand,
   migrateCommand,
   checkConfig,
   version,

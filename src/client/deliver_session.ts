@@ -145,6 +145,11 @@ export async function deliverQueued(options: DeliverOptions): Promise<DeliverRes
       const page = store.nextDeliverable(domains, afterId, options.pageSize ?? 50);
       if (page.length === 0) break;
       for (const message of page) {
+        if (!client.usable) {
+          // Closed between messages (customer hung up, session limit): nothing more is attempted.
+          abort = client.abortReason ?? new DeliveryAbort("lost", "4.4.2 Connection closed by the customer");
+          break pages;
+        }
         afterId = message.id;
         counts.messages++;
         const result = await client.sendMessage(message, () => store.readBody(message.id));
@@ -167,7 +172,7 @@ export async function deliverQueued(options: DeliverOptions): Promise<DeliverRes
     }
     if (abort === null) await client.quit();
   } catch (err) {
-    abort = err instanceof DeliveryAbort ? err : client.abortedWith ??
+    abort = err instanceof DeliveryAbort ? err : client.abortReason ??
       new DeliveryAbort("local", `4.3.0 Local error: ${err instanceof Error ? err.message : String(err)}`);
     if (!(err instanceof DeliveryAbort)) {
       log?.error("delivery session failed", {

@@ -181,6 +181,11 @@ export class SmtpClient {
     return this.pipeliningDecision.pipelining;
   }
 
+  /** Why the session ended early (our abort or one from outside), or `null`. */
+  get abortReason(): DeliveryAbort | null {
+    return this.abortedWith ?? this.#externalAbort;
+  }
+
   /** Whether the session can still send (no abort so far, connection open). */
   get usable(): boolean {
     return this.abortedWith === null && this.#externalAbort === null && !this.#conn.isClosed;
@@ -211,19 +216,19 @@ export class SmtpClient {
       // RFC 5321 3.1: after a 554 greeting the client "SHOULD wait for a QUIT reply" path: send QUIT.
       await this.#politeQuit();
       throw this.#fail(
-        new DeliveryAbort("refused", `4.3.2 Customer refused the session: ${describe(reply)}`, {
+        new DeliveryAbort("refused", `4.3.2 Customer refused the session: ${describeReply(reply)}`, {
           code: Code554Failed,
         }),
       );
     }
     if (reply.code === Code421Closing) {
       throw this.#fail(
-        new DeliveryAbort("refused", `4.3.2 Customer not available: ${describe(reply)}`, {
+        new DeliveryAbort("refused", `4.3.2 Customer not available: ${describeReply(reply)}`, {
           code: Code421Closing,
         }),
       );
     }
-    throw this.#fail(new DeliveryAbort("protocol", `4.5.0 Unexpected greeting: ${describe(reply)}`));
+    throw this.#fail(new DeliveryAbort("protocol", `4.5.0 Unexpected greeting: ${describeReply(reply)}`));
   }
 
   /**
@@ -231,7 +236,11 @@ export class SmtpClient {
    * 501/504/550 (PROTOCOL 3.1). Parses the keywords case-insensitively and takes the PIPELINING decision.
    * Throws `refused` when neither is accepted.
    */
-  async hello(ourName: string): Promise<"EHLO" | "HELO"> {
+  hello(ourName: string): Promise<"EHLO" | "HELO"> {
+    return this.#guard("EHLO", () => this.#hello(ourName));
+  }
+
+  async #hello(ourName: string): Promise<"EHLO" | "HELO"> {
     const name = sanitizeHelloName(ourName, this.#conn.localAddress);
     const start = this.#clock();
     const ehlo = await this.#command(`EHLO ${name}`, this.#timeouts.commandMs, "EHLO");
@@ -271,12 +280,16 @@ export class SmtpClient {
       }
       await this.#politeQuit();
       throw this.#fail(
-        new DeliveryAbort("refused", `4.3.2 Customer refused HELO: ${describe(helo)}`, { code: helo.code }),
+        new DeliveryAbort("refused", `4.3.2 Customer refused HELO: ${describeReply(helo)}`, {
+          code: helo.code,
+        }),
       );
     }
     await this.#politeQuit();
     throw this.#fail(
-      new DeliveryAbort("refused", `4.3.2 Customer refused EHLO: ${describe(ehlo)}`, { code: ehlo.code }),
+      new DeliveryAbort("refused", `4.3.2 Customer refused EHLO: ${describeReply(ehlo)}`, {
+        code: ehlo.code,
+      }),
     );
   }
 
@@ -516,7 +529,7 @@ export class SmtpClient {
       }
     });
     const deferRetries = () => {
-      for (const { r, reply } of retry) set(r, "deferred", reply.code, describe(reply));
+      for (const { r, reply } of retry) set(r, "deferred", reply.code, describeReply(reply));
     };
 
     if (accepted.length === 0) {
@@ -530,7 +543,7 @@ export class SmtpClient {
     if (dataReply === null) dataReply = await this.#command("DATA", t.dataInitMs, "DATA");
     if (dataReply.code !== Code354StartInput) {
       // PROTOCOL 3.4: DATA 4xx -> pending deferred, 5xx -> failed; a bogus 2xx/3xx is treated as 4xx.
-      for (const r of accepted) this.#byReply(r, dataReply, set, true);
+      for (const r of accepted) this.#byReply(r, dataReply, set);
       deferRetries();
       await this.#rset();
       return [];
@@ -563,9 +576,9 @@ export class SmtpClient {
     positiveMeansDelivered = false,
   ): void {
     const cls = Math.floor(reply.code / 100);
-    if (cls === 2 && positiveMeansDelivered) set(r, "delivered", reply.code, describe(reply));
-    else if (cls === 5) set(r, "failed", reply.code, describe(reply));
-    else set(r, "deferred", reply.code, describe(reply));
+    if (cls === 2 && positiveMeansDelivered) set(r, "delivered", reply.code, describeReply(reply));
+    else if (cls === 5) set(r, "failed", reply.code, describeReply(reply));
+    else set(r, "deferred", reply.code, describeReply(reply));
   }
 
   /** Streams the dot-stuffed content and the final dot with backpressure (RFC 5321 4.5.2, 4.1.1.4). */
@@ -573,12 +586,16 @@ export class SmtpClient {
     const stuffer = new DotStuffer();
     const timeoutMs = this.#timeouts.dataBlockMs;
     let next = first;
+    // The last block is held back and written together with the terminator: one segment for small mail.
+    let held: Uint8Array | null = null;
     while (!next.done) {
       const chunk = next.value;
       for (let off = 0; off < chunk.length; off += BODY_WRITE_SLICE) {
         const out = stuffer.push(chunk.subarray(off, off + BODY_WRITE_SLICE));
+        if (out.length === 0) continue;
         // RFC 5321 4.5.3.2.5: each block must be accepted within the data block timeout.
-        if (out.length > 0) await this.#conn.write(out, { timeoutMs });
+        if (held !== null) await this.#conn.write(held, { timeoutMs });
+        held = out;
       }
       try {
         next = await body.next();
@@ -588,7 +605,15 @@ export class SmtpClient {
       }
     }
     this.#trace(">", "<content> .");
-    await this.#conn.write(stuffer.finish(), { timeoutMs });
+    const tail = stuffer.finish();
+    if (held === null) {
+      await this.#conn.write(tail, { timeoutMs });
+    } else {
+      const last = new Uint8Array(held.length + tail.length);
+      last.set(held);
+      last.set(tail, held.length);
+      await this.#conn.write(last, { timeoutMs });
+    }
   }
 
   /** RFC 2920 3.1: after a 354 with no accepted recipient, a lone "." ends the (empty) content. */
@@ -661,9 +686,13 @@ export class SmtpClient {
       if (reply !== undefined) {
         if (throwOn421 && reply.code === Code421Closing) {
           // RFC 5321 3.8: 421 means the customer is closing; everything unconfirmed stays queued.
-          throw new DeliveryAbort("refused", `4.3.2 Customer closing during ${what}: ${describe(reply)}`, {
-            code: Code421Closing,
-          });
+          throw new DeliveryAbort(
+            "refused",
+            `4.3.2 Customer closing during ${what}: ${describeReply(reply)}`,
+            {
+              code: Code421Closing,
+            },
+          );
         }
         return { ...reply, fragmented };
       }
@@ -704,7 +733,7 @@ function isPositive(reply: ParsedReply): boolean {
 }
 
 /** The reply as recorded on a recipient: `5.1.1 User unknown` (enhanced code, then text lines). */
-export function describe(reply: ParsedReply): string {
+export function describeReply(reply: ParsedReply): string {
   const text = reply.lines.filter((l) => l !== "").join(" / ");
   const parts = [String(reply.code), reply.enhanced, text].filter((p) => p !== undefined && p !== "");
   return clip(parts.join(" "));

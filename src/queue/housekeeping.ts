@@ -23,7 +23,9 @@ export function expireRecipients(store: QueueStore, lifetimeMs: number, clock: C
   ).all() as { name: string; retentionMs: number | null }[];
   for (const domain of domains) {
     const cutoff = now - (domain.retentionMs ?? lifetimeMs);
-    const changes = Number(store.transaction(() => update.run(EXPIRED_TEXT, now, domain.name, cutoff)).changes);
+    const changes = Number(
+      store.transaction(() => update.run(EXPIRED_TEXT, now, domain.name, cutoff)).changes,
+    );
     if (changes > 0) expired.set(domain.name, changes);
   }
   return expired;

@@ -53,6 +53,22 @@ export interface DomainInfo {
   lastFailureText: string | null;
 }
 
+/** A domain's queue state for /status and /metrics (see QueueStore.domainQueueStatus). */
+export interface DomainQueueStatus {
+  name: string;
+  username: string;
+  hold: boolean;
+  queuedRecipients: number;
+  queuedBytes: number;
+  lastAtrnAt: number | null;
+  lastAtrnPeer: string | null;
+  lastAtrnDelivered: number | null;
+  lastFailureAt: number | null;
+  lastFailureText: string | null;
+  /** Time of the oldest queued recipient, null when none is queued. */
+  oldestQueuedAt: number | null;
+}
+
 /** What the intake knows about a message at end of data. */
 export interface IncomingMessage {
   mailFrom: string;
@@ -647,6 +663,44 @@ export class QueueStore {
       lastAttemptAt: now,
     }).where(and(eq(recipients.messageId, id), eq(recipients.status, "queued"))).run();
     return Number(result.changes);
+  }
+
+  // ------------------------------------------------------ HTTP status reads
+  // The HTTP API reads these on every /status and /metrics request: each is O(1) or one index
+  // seek per domain with queued mail, never a scan of the recipients table (issue 5).
+
+  /** Whole-queue counters from the trigger-kept `queue_totals` row: O(1), no oldest-age seeks. */
+  queueCounts(): { messages: number; bytes: number; queuedRecipients: number } {
+    const row = this.#open.raw.prepare(
+      "SELECT messages, bytes, recipients FROM queue_totals WHERE id = 1",
+    ).get() as { messages: number; bytes: number; recipients: number } | undefined;
+    return { messages: row?.messages ?? 0, bytes: row?.bytes ?? 0, queuedRecipients: row?.recipients ?? 0 };
+  }
+
+  /**
+   * Every domain with its owner, counters, last collection and oldest queued time, in ONE
+   * statement: the oldest time is a correlated MIN over the `(domain, status, queued_at)` index
+   * (a seek per domain inside SQLite, skipped for domains whose counter is 0). One statement
+   * instead of a seek call per domain halves the cost at 1,000 domains (scripts/bench_status.ts).
+   */
+  domainQueueStatus(): DomainQueueStatus[] {
+    const rows = this.#open.raw.prepare(
+      "SELECT d.name AS name, a.username AS username, d.hold AS hold, " +
+        "d.queued_recipients AS queuedRecipients, d.queued_bytes AS queuedBytes, " +
+        "d.last_atrn_at AS lastAtrnAt, d.last_atrn_peer AS lastAtrnPeer, " +
+        "d.last_atrn_delivered AS lastAtrnDelivered, d.last_failure_at AS lastFailureAt, " +
+        "d.last_failure_text AS lastFailureText, " +
+        "CASE WHEN d.queued_recipients > 0 THEN (SELECT MIN(r.queued_at) FROM recipients r " +
+        "WHERE r.domain = d.name AND r.status = 'queued') END AS oldestQueuedAt " +
+        "FROM domains d JOIN accounts a ON a.id = d.account_id ORDER BY d.name",
+    ).all() as (Omit<DomainQueueStatus, "hold"> & { hold: number })[];
+    return rows.map((r) => ({ ...r, hold: Boolean(r.hold) }));
+  }
+
+  /** True when `name` (any case) is a hosted domain (primary-key lookup). */
+  hasDomain(name: string): boolean {
+    return this.#open.raw.prepare("SELECT 1 AS ok FROM domains WHERE name = ?").get(name.toLowerCase()) !==
+      undefined;
   }
 
   /** True when the database answers and accepts a write (for /readyz). */

@@ -1,0 +1,19 @@
+/**
+ * JSON error bodies: every error the API returns is `{ "error": "<sentence>" }` with a fitting
+ * status code, so scripts and the CLI can show the reason as-is.
+ */
+import type { Context } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+
+/** A `{error}` JSON response. */
+export function errorResponse(c: Context, status: ContentfulStatusCode, message: string): Response {
+  return c.json({ error: message }, status);
+}
+
+/** Bad input found while parsing a request: the handler's caller turns it into a 400. */
+export class BadRequest extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "BadRequest";
+  }
+}

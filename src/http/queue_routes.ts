@@ -1,0 +1,242 @@
+/**
+ * Queue and domain administration (bearer token always required; see auth.ts):
+ *
+ *   GET    /queue?domain=&status=queued|failed&after=ID&limit=N   list, keyset-paginated by id
+ *   GET    /queue/:id                                           envelope, headers, recipients
+ *   GET    /queue/:id/body                                      the stored message (message/rfc822)
+ *   DELETE /queue/:id                                           delete the message, no DSN
+ *   POST   /queue/:id/bounce   {"reason"?: string}              fail its queued recipients
+ *   POST   /domains/:name/hold | /domains/:name/release         keep or release a domain's mail
+ *
+ * The running relay stays the only writer of the queue: the CLI goes through these routes
+ * (DESIGN.md 4, seam 8).
+ */
+import { Hono } from "hono";
+import type { QueueStore } from "../queue/store.ts";
+import type { Logger } from "../log/logger.ts";
+import { isValidDomain } from "../smtp/domain.ts";
+import { BadRequest, errorResponse } from "./errors.ts";
+
+/** Most rows one page of GET /queue returns (the store caps at the same number). */
+export const MAX_PAGE = 500;
+/** Rows per page when `limit` is not given. */
+export const DEFAULT_PAGE = 50;
+/** How much of a body is read to find the header section for GET /queue/:id. */
+export const MAX_HEADER_BYTES = 64 * 1024;
+/** Longest operator-supplied bounce reason (it goes into the DSN's diagnostic text). */
+export const MAX_REASON_LENGTH = 200;
+
+const DEFAULT_BOUNCE_REASON = "Bounced by the relay operator";
+
+/** Parses a message id path segment: a positive integer without sign, exponent or leading zero. */
+export function parseId(raw: string): number {
+  if (!/^[1-9][0-9]{0,14}$/.test(raw)) {
+    throw new BadRequest(`Message id must be a positive integer, not ${JSON.stringify(raw)}`);
+  }
+  return Number(raw);
+}
+
+function parseIntParam(raw: string | undefined, name: string, min: number, max: number): number | undefined {
+  if (raw === undefined) return undefined;
+  if (!/^[0-9]{1,15}$/.test(raw) || Number(raw) < min || Number(raw) > max) {
+    throw new BadRequest(`${name} must be a whole number from ${min} to ${max}`);
+  }
+  return Number(raw);
+}
+
+function parseDomain(raw: string): string {
+  const domain = raw.toLowerCase();
+  if (!isValidDomain(domain)) throw new BadRequest(`${JSON.stringify(raw)} is not a valid domain name`);
+  return domain;
+}
+
+/** One header field of a stored message, unfolded. */
+export interface HeaderField {
+  name: string;
+  value: string;
+}
+
+/**
+ * The header section of a stored message (RFC 5322 2.2), read chunk by chunk and stopping at
+ * the blank line or MAX_HEADER_BYTES, so showing a 50 MB message does not load its body.
+ */
+export function readHeaders(store: QueueStore, id: number): { fields: HeaderField[]; truncated: boolean } {
+  const decoder = new TextDecoder("utf-8", { fatal: false });
+  let text = "";
+  let truncated = true;
+  for (const chunk of store.readBody(id)) {
+    text += decoder.decode(chunk, { stream: true });
+    const end = text.search(/\r?\n\r?\n/);
+    if (end >= 0) {
+      text = text.slice(0, end);
+      truncated = false;
+      break;
+    }
+    if (text.length >= MAX_HEADER_BYTES) break;
+  }
+  if (truncated && text.length < MAX_HEADER_BYTES) truncated = false; // the body was all header
+  text = text.slice(0, MAX_HEADER_BYTES);
+  const fields: HeaderField[] = [];
+  for (const line of text.split(/\r?\n/)) {
+    if (/^[ \t]/.test(line) && fields.length > 0) {
+      // RFC 5322 2.2.3: unfold continuation lines.
+      fields[fields.length - 1]!.value += " " + line.trim();
+      continue;
+    }
+    const colon = line.indexOf(":");
+    if (colon <= 0) continue;
+    fields.push({ name: line.slice(0, colon).trim(), value: line.slice(colon + 1).trim() });
+  }
+  return { fields, truncated };
+}
+
+/** True when `text` holds a C0 control or DEL (a reason must stay one printable line in the DSN). */
+function hasControlCharacter(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x20 || code === 0x7f) return true;
+  }
+  return false;
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/** Builds the administration routes (mounted behind requireAdmin). */
+export function queueRoutes(store: QueueStore, logger: Logger): Hono {
+  const app = new Hono();
+
+  app.get("/queue", (c) => {
+    const q = c.req.query();
+    for (const key of Object.keys(q)) {
+      if (!["domain", "status", "after", "limit"].includes(key)) {
+        throw new BadRequest(`Unknown query parameter ${JSON.stringify(key)} (domain, status, after, limit)`);
+      }
+    }
+    const status = q.status;
+    if (status !== undefined && status !== "queued" && status !== "failed") {
+      throw new BadRequest("status must be queued or failed");
+    }
+    const domain = q.domain === undefined ? undefined : parseDomain(q.domain);
+    if (domain !== undefined && !store.hasDomain(domain)) {
+      return errorResponse(c, 404, `No hosted domain ${domain}`);
+    }
+    const after = parseIntParam(q.after, "after", 0, Number.MAX_SAFE_INTEGER) ?? 0;
+    const limit = parseIntParam(q.limit, "limit", 1, MAX_PAGE) ?? DEFAULT_PAGE;
+    const rows = store.listQueue({
+      afterId: after,
+      limit,
+      ...(domain === undefined ? {} : { domain }),
+      ...(status === undefined ? {} : { status }),
+    });
+    const last = rows[rows.length - 1];
+    return c.json({
+      messages: rows.map((m) => ({ ...m, receivedAt: iso(m.receivedAt) })),
+      // Keyset pagination: pass `next` as `after` for the following page; null on the last one.
+      next: rows.length === limit && last ? last.id : null,
+    });
+  });
+
+  app.get("/queue/:id", (c) => {
+    const id = parseId(c.req.param("id"));
+    const m = store.getMessage(id);
+    if (!m) return errorResponse(c, 404, `No message ${id}`);
+    const { fields, truncated } = readHeaders(store, id);
+    const { bodyInline: _body, ...envelope } = m;
+    return c.json({
+      ...envelope,
+      receivedAt: iso(m.receivedAt),
+      headers: fields,
+      headersTruncated: truncated,
+      recipients: m.recipients.map((r) => ({
+        id: r.id,
+        address: r.address,
+        domain: r.domain,
+        status: r.status,
+        attempts: r.attempts,
+        lastCode: r.lastCode,
+        lastText: r.lastText,
+        lastAttemptAt: iso(r.lastAttemptAt),
+        queuedAt: iso(r.queuedAt),
+        notify: r.notify,
+        orcpt: r.orcpt,
+      })),
+    });
+  });
+
+  // The body only on request, streamed one stored chunk at a time.
+  app.get("/queue/:id/body", (c) => {
+    const id = parseId(c.req.param("id"));
+    const m = store.getMessage(id);
+    if (!m) return errorResponse(c, 404, `No message ${id}`);
+    const chunks = store.readBody(id);
+    const stream = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        try {
+          const next = chunks.next();
+          if (next.done) controller.close();
+          else controller.enqueue(next.value);
+        } catch (error) {
+          // Deleted while streaming: end the response with an error rather than hanging.
+          controller.error(error);
+        }
+      },
+      cancel() {
+        chunks.return(undefined);
+      },
+    });
+    // No Content-Length: `size` counts what the intake received, and the stream is the truth.
+    return c.body(stream, 200, { "Content-Type": "message/rfc822" });
+  });
+
+  app.delete("/queue/:id", (c) => {
+    const id = parseId(c.req.param("id"));
+    if (!store.deleteMessage(id)) return errorResponse(c, 404, `No message ${id}`);
+    logger.info("message deleted by operator", { id });
+    return c.json({ deleted: id });
+  });
+
+  app.post("/queue/:id/bounce", async (c) => {
+    const id = parseId(c.req.param("id"));
+    let reason = DEFAULT_BOUNCE_REASON;
+    const raw = await c.req.text();
+    if (raw.trim() !== "") {
+      let body: unknown;
+      try {
+        body = JSON.parse(raw);
+      } catch {
+        throw new BadRequest('Request body must be JSON: {"reason": "..."}');
+      }
+      if (typeof body !== "object" || body === null || Array.isArray(body)) {
+        throw new BadRequest("Request body must be a JSON object");
+      }
+      const given = (body as Record<string, unknown>).reason;
+      if (given !== undefined) {
+        if (
+          typeof given !== "string" || given.trim() === "" || given.length > MAX_REASON_LENGTH ||
+          hasControlCharacter(given)
+        ) {
+          throw new BadRequest(`reason must be one line of 1 to ${MAX_REASON_LENGTH} printable characters`);
+        }
+        reason = given.trim();
+      }
+    }
+    if (!store.getMessage(id)) return errorResponse(c, 404, `No message ${id}`);
+    const bounced = store.bounceMessage(id, reason);
+    if (bounced === 0) return errorResponse(c, 409, `Message ${id} has no queued recipients to bounce`);
+    logger.info("message bounced by operator", { id, recipients: bounced });
+    // The store marks recipients failed; the DSN itself is composed and sent by housekeeping
+    // later, so say "pending" rather than pretend it went out.
+    return c.json({ id, bounced, reason, dsn: "pending" });
+  });
+
+  for (const [action, hold] of [["hold", true], ["release", false]] as const) {
+    app.post(`/domains/:name/${action}`, (c) => {
+      const domain = parseDomain(c.req.param("name"));
+      if (!store.hasDomain(domain)) return errorResponse(c, 404, `No hosted domain ${domain}`);
+      store.setDomainHold(domain, hold);
+      logger.info(hold ? "domain held by operator" : "domain released by operator", { domain });
+      return c.json({ domain, hold });
+    });
+  }
+  return app;
+}

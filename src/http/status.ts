@@ -1,0 +1,135 @@
+/**
+ * The status report behind `GET /status`, the status page and `odmr-relay status`.
+ *
+ * Cost: O(domains). Queue totals come from the trigger-kept counters, per-domain counts from the
+ * `domains` row, and each domain's oldest queued time is one index seek, taken only for domains
+ * whose counter says they have mail. Nothing here scans the recipients table.
+ */
+import type { QueueStore } from "../queue/store.ts";
+import type { ListenerInfo, RelayState } from "../relay_state.ts";
+
+/** One domain in the status report. */
+export interface DomainStatus {
+  name: string;
+  account: string;
+  hold: boolean;
+  queuedRecipients: number;
+  /** Sum of message sizes over queued recipients (a message to 2 recipients counts twice). */
+  queuedBytes: number;
+  oldestQueuedAt: string | null;
+  oldestAgeSeconds: number | null;
+  /** Last ATRN that turned or found no mail. */
+  lastAtrn: { at: string; peer: string | null; delivered: number | null } | null;
+  lastFailure: { at: string; text: string | null } | null;
+}
+
+/** One recent ATRN session. */
+export interface AtrnSessionStatus {
+  id: number;
+  username: string;
+  domains: string[];
+  peer: string;
+  tls: boolean;
+  startedAt: string;
+  endedAt: string | null;
+  delivered: number;
+  deferred: number;
+  failed: number;
+  outcome: string;
+}
+
+/** The whole report (the `/status` JSON body). */
+export interface StatusReport {
+  version: string;
+  runtime: string;
+  now: string;
+  startedAt: string;
+  uptimeSeconds: number;
+  shuttingDown: boolean;
+  listeners: (ListenerInfo & { address: string })[];
+  sessions: { smtp: number; odmr: number };
+  queue: {
+    messages: number;
+    recipients: number;
+    bytes: number;
+    oldestQueuedAt: string | null;
+    oldestAgeSeconds: number | null;
+  };
+  domains: DomainStatus[];
+  recentAtrnSessions: AtrnSessionStatus[];
+}
+
+/** What the report is built from. */
+export interface StatusSources {
+  store: QueueStore;
+  state: RelayState;
+  version: string;
+  runtime: string;
+  now: number;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+const ageSeconds = (now: number, then: number) => Math.max(0, Math.floor((now - then) / 1000));
+
+/** Builds the status report. */
+export function buildStatus(src: StatusSources, recentSessions = 10): StatusReport {
+  const { store, state, now } = src;
+  const counts = store.queueCounts();
+  const rows = store.domainQueueStatus();
+  let oldest: number | null = null;
+  for (const d of rows) {
+    if (d.oldestQueuedAt !== null && (oldest === null || d.oldestQueuedAt < oldest)) {
+      oldest = d.oldestQueuedAt;
+    }
+  }
+  const domains = rows.map((d): DomainStatus => {
+    const domainOldest = d.oldestQueuedAt;
+    return {
+      name: d.name,
+      account: d.username,
+      hold: d.hold,
+      queuedRecipients: d.queuedRecipients,
+      queuedBytes: d.queuedBytes,
+      oldestQueuedAt: domainOldest === null ? null : iso(domainOldest),
+      oldestAgeSeconds: domainOldest === null ? null : ageSeconds(now, domainOldest),
+      lastAtrn: d.lastAtrnAt === null
+        ? null
+        : { at: iso(d.lastAtrnAt), peer: d.lastAtrnPeer, delivered: d.lastAtrnDelivered },
+      lastFailure: d.lastFailureAt === null ? null : { at: iso(d.lastFailureAt), text: d.lastFailureText },
+    };
+  });
+  return {
+    version: src.version,
+    runtime: src.runtime,
+    now: iso(now),
+    startedAt: iso(state.startedAt),
+    uptimeSeconds: ageSeconds(now, state.startedAt),
+    shuttingDown: state.shuttingDown,
+    listeners: state.listeners.map((l) => ({
+      ...l,
+      address: l.host.includes(":") ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`,
+    })),
+    sessions: { smtp: state.activeSmtpSessions, odmr: state.activeOdmrSessions },
+    queue: {
+      messages: counts.messages,
+      recipients: counts.queuedRecipients,
+      bytes: counts.bytes,
+      oldestQueuedAt: oldest === null ? null : iso(oldest),
+      oldestAgeSeconds: oldest === null ? null : ageSeconds(now, oldest),
+    },
+    domains,
+    recentAtrnSessions: store.recentAtrnSessions(recentSessions).map((s) => ({
+      id: s.id,
+      username: s.username,
+      domains: s.domains === "" ? [] : s.domains.split(","),
+      peer: s.peer,
+      tls: s.tls,
+      startedAt: iso(s.startedAt),
+      endedAt: s.endedAt === null ? null : iso(s.endedAt),
+      delivered: s.delivered,
+      deferred: s.deferred,
+      failed: s.failed,
+      outcome: s.outcome,
+    })),
+  };
+}
