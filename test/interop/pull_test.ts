@@ -1,0 +1,145 @@
+/**
+ * `odmr-relay pull` (customer mode) interop: the real CLI command (runCli in-process) against the
+ * in-process relay, bridging the reversed session into Postfix's real smtp-sink. Plaintext, STARTTLS
+ * (`--tls starttls --ca`), implicit TLS; exit codes 0 (session ran), 1 (no mail), 3 (auth failed).
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { runCli } from "../../src/cli/run.ts";
+import { makeTestCert } from "../support/certs.ts";
+import { freePort, type Sink, startSink } from "../support/fetchmail.ts";
+import type { TestRelay } from "../support/relay.ts";
+import {
+  enqueue,
+  lastAtrn,
+  queuedAddresses,
+  startOdmrRelay,
+  waitForAtrnAfter,
+} from "../server/odmr_helpers.ts";
+import { existsSync } from "node:fs";
+
+const sinkMissing = ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"].some(existsSync)
+  ? null
+  : "skipped: smtp-sink not installed (apt-get install postfix)";
+if (sinkMissing) console.error(`pull interop: ${sinkMissing}`);
+
+async function pull(args: string[], secret: string): Promise<{ code: number; out: string }> {
+  let out = "";
+  const code = await runCli(["pull", ...args], {
+    out: (t) => (out += t + "\n"),
+    err: (t) => (out += t + "\n"),
+    readStdin: () => Promise.resolve(secret + "\n"),
+    env: {},
+  });
+  return { code, out };
+}
+
+describe("odmr-relay pull into smtp-sink", { skip: sinkMissing ?? false }, () => {
+  const cert = sinkMissing ? null : makeTestCert();
+  let relay: TestRelay;
+  let sink: Sink;
+  before(async () => {
+    relay = await startOdmrRelay({ cert: cert! });
+    sink = await startSink();
+  });
+  after(async () => {
+    await sink?.stop();
+    await relay?.stop();
+  });
+
+  const run = (port: number, extra: string[] = [], secret = "alice-secret", domains = "example.test") =>
+    pull([
+      "--server",
+      `127.0.0.1:${port}`,
+      "--user",
+      "alice",
+      "--domains",
+      domains,
+      "--password-stdin",
+      "--smtp",
+      `127.0.0.1:${sink.port}`,
+      "--helo",
+      "customer.test",
+      "--timeout",
+      "30s",
+      "--log-level",
+      "error",
+      ...extra,
+    ], secret);
+
+  for (
+    const [name, port, extra] of [
+      ["plaintext", () => relay.odmrPort, []],
+      ["STARTTLS (--tls starttls --ca)", () => relay.odmrPort, ["--tls", "starttls", "--ca", cert!.caFile]],
+      ["implicit TLS (--tls implicit --ca)", () => relay.odmrsPort, [
+        "--tls",
+        "implicit",
+        "--ca",
+        cert!.caFile,
+      ]],
+    ] as const
+  ) {
+    it(`${name}: exit 0, every message in the sink, the queue empty`, async () => {
+      const id0 = relay.store.recentAtrnSessions(1)[0]?.id ?? 0;
+      const before = sink.count();
+      for (let i = 0; i < 20; i++) {
+        enqueue(relay.store, [`u${i}@example.test`], `Subject: ${i}\r\n\r\n.dot\r\nbody ${i}\r\n`);
+      }
+      enqueue(relay.store, ["x@a.test", "y@example.test"], "Subject: two\r\n\r\nbody\r\n");
+      const r = await run(port(), [...extra]);
+      assert.equal(r.code, 0, r.out);
+      const rec = await waitForAtrnAfter(relay, id0);
+      assert.deepEqual([rec.outcome, rec.delivered, rec.tls], ["turned", 21, extra.length > 0]);
+      assert.equal(sink.count(), before + 21);
+      // Only the a.test recipient of the two-domain message stays (one per case so far).
+      assert.deepEqual(queuedAddresses(relay).filter((a) => !a.endsWith("@a.test")), []);
+    });
+  }
+
+  it("no mail: exit 1", async () => {
+    const r = await run(relay.odmrPort, [], "alice-secret", "b.test");
+    assert.equal(r.code, 1, r.out);
+    assert.equal(lastAtrn(relay).outcome, "no-mail");
+  });
+
+  it("wrong secret: exit 3, nothing delivered", async () => {
+    enqueue(relay.store, ["z@example.test"], "Subject: z\r\n\r\nz\r\n");
+    const before = sink.count();
+    const r = await run(relay.odmrPort, [], "wrong");
+    assert.equal(r.code, 3, r.out);
+    assert.equal(sink.count(), before);
+    assert.ok(queuedAddresses(relay).includes("z@example.test"));
+  });
+
+  it("local MTA down: exit 5, nothing lost", async () => {
+    const id0 = lastAtrn(relay).id;
+    const queued = queuedAddresses(relay);
+    const closed = await freePort();
+    const r = await pull([
+      "--server",
+      `127.0.0.1:${relay.odmrPort}`,
+      "--user",
+      "alice",
+      "--domains",
+      "example.test",
+      "--password-stdin",
+      "--smtp",
+      `127.0.0.1:${closed}`,
+      "--helo",
+      "customer.test",
+      "--log-level",
+      "error",
+    ], "alice-secret");
+    assert.equal(r.code, 5, r.out);
+    const rec = await waitForAtrnAfter(relay, id0);
+    assert.equal(rec.delivered, 0);
+    assert.deepEqual(queuedAddresses(relay), queued);
+    assert.ok(queued.includes("z@example.test"));
+  });
+
+  it("a domain of another account: exit 4 (450)", async () => {
+    const r = await run(relay.odmrPort, [], "alice-secret", "other.test");
+    assert.equal(r.code, 4, r.out);
+    assert.match(r.out, /450/);
+  });
+});
