@@ -17,6 +17,7 @@ import { type HttpServer, serveHttp } from "./runtime/http_serve.ts";
 import { freeSpaceProbe, IntakeProtocol } from "./server/intake.ts";
 import { DomainLeases } from "./queue/leases.ts";
 import { startHousekeeping } from "./queue/housekeeping.ts";
+import { GroupCommitter } from "./queue/group_commit.ts";
 import { OdmrProtocol } from "./server/odmr.ts";
 import { makeDeliver } from "./server/odmr_delivery.ts";
 import { AuthThrottle, type AuthThrottleOptions } from "./server/sasl/auth_throttle.ts";
@@ -77,6 +78,7 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
   try {
     if (config.smtpListen) {
       const freeSpace = freeSpaceProbe(config.dataDir);
+      const committer = new GroupCommitter(store);
       const spool = spoolDir(config.dataDir);
       const service = await startSmtpService({
         name: "smtp",

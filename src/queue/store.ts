@@ -421,43 +421,70 @@ export class QueueStore {
    */
   enqueue(message: IncomingMessage, body: BodySource): number {
     const now = this.#clock.now();
-    const s = this.#stmts;
-    return this.transaction(() => {
-      const chunks = body.chunks()[Symbol.iterator]();
-      const first = chunks.next();
-      const firstChunk = first.done ? new Uint8Array(0) : first.value;
-      const second = first.done ? ({ done: true } as IteratorResult<Uint8Array>) : chunks.next();
-      const inline = second.done && firstChunk.length <= CHUNK_SIZE;
-      const result = s.insertMessage.run(
-        now,
-        message.mailFrom,
-        body.size,
-        inline ? firstChunk : null,
-        0,
-        message.clientIp,
-        message.clientHelo,
-        message.tls ? 1 : 0,
-        message.bodyType,
-        message.smtputf8 ? 1 : 0,
-        body.eightBit ? 1 : 0,
-        message.envid,
-        message.ret,
-      );
-      const id = Number(result.lastInsertRowid);
-      if (!inline) {
-        let seq = 0;
-        s.insertChunk.run(id, seq++, firstChunk);
-        if (!second.done) s.insertChunk.run(id, seq++, second.value);
-        for (let next = chunks.next(); !next.done; next = chunks.next()) {
-          s.insertChunk.run(id, seq++, next.value);
+    return this.transaction(() => this.#insertMessage(message, body, now));
+  }
+
+  /**
+   * Group commit: several messages in ONE transaction (one fsync), each inside its own SAVEPOINT so
+   * a failing message is rolled back alone and reported as an Error in its slot, while the others
+   * commit. If the COMMIT itself fails, this throws and none of them is stored.
+   */
+  enqueueMany(items: readonly { message: IncomingMessage; body: BodySource }[]): (number | Error)[] {
+    const now = this.#clock.now();
+    const raw = this.#open.raw;
+    return this.transaction(() =>
+      items.map(({ message, body }) => {
+        raw.exec("SAVEPOINT enqueue_one");
+        try {
+          const id = this.#insertMessage(message, body, now);
+          raw.exec("RELEASE enqueue_one");
+          return id;
+        } catch (error) {
+          raw.exec("ROLLBACK TO enqueue_one");
+          raw.exec("RELEASE enqueue_one");
+          return error instanceof Error ? error : new Error(String(error));
         }
-        s.setChunkCount.run(seq, id);
+      })
+    );
+  }
+
+  /** Inserts one message, its body and recipients; the caller owns the transaction. */
+  #insertMessage(message: IncomingMessage, body: BodySource, now: number): number {
+    const s = this.#stmts;
+    const chunks = body.chunks()[Symbol.iterator]();
+    const first = chunks.next();
+    const firstChunk = first.done ? new Uint8Array(0) : first.value;
+    const second = first.done ? ({ done: true } as IteratorResult<Uint8Array>) : chunks.next();
+    const inline = second.done && firstChunk.length <= CHUNK_SIZE;
+    const result = s.insertMessage.run(
+      now,
+      message.mailFrom,
+      body.size,
+      inline ? firstChunk : null,
+      0,
+      message.clientIp,
+      message.clientHelo,
+      message.tls ? 1 : 0,
+      message.bodyType,
+      message.smtputf8 ? 1 : 0,
+      body.eightBit ? 1 : 0,
+      message.envid,
+      message.ret,
+    );
+    const id = Number(result.lastInsertRowid);
+    if (!inline) {
+      let seq = 0;
+      s.insertChunk.run(id, seq++, firstChunk);
+      if (!second.done) s.insertChunk.run(id, seq++, second.value);
+      for (let next = chunks.next(); !next.done; next = chunks.next()) {
+        s.insertChunk.run(id, seq++, next.value);
       }
-      for (const r of message.recipients) {
-        s.insertRecipient.run(id, r.address, r.domain.toLowerCase(), now, body.size, r.notify, r.orcpt);
-      }
-      return id;
-    });
+      s.setChunkCount.run(seq, id);
+    }
+    for (const r of message.recipients) {
+      s.insertRecipient.run(id, r.address, r.domain.toLowerCase(), now, body.size, r.notify, r.orcpt);
+    }
+    return id;
   }
 
   // -------------------------------------------------------------- delivery
@@ -527,15 +554,30 @@ export class QueueStore {
    */
   recordOutcomes(messageId: number, outcomes: readonly RecipientOutcome[]): void {
     const now = this.#clock.now();
-    const s = this.#stmts;
+    this.transaction(() => this.#applyOutcomes(messageId, outcomes, now));
+  }
+
+  /**
+   * The outcomes of several messages in ONE transaction (one fsync). Delivery may batch its
+   * records this way: a crash before the commit re-delivers those messages later (a duplicate,
+   * which RFC 5321 6.1 accepts), it never loses one.
+   */
+  recordOutcomesMany(entries: readonly { messageId: number; outcomes: readonly RecipientOutcome[] }[]): void {
+    if (entries.length === 0) return;
+    const now = this.#clock.now();
     this.transaction(() => {
-      for (const o of outcomes) {
-        if (o.result === "delivered") s.deleteRecipient.run(o.id);
-        else if (o.result === "deferred") s.deferRecipient.run(o.code, o.text, now, o.id);
-        else s.failRecipient.run(o.code, o.text, now, o.id);
-      }
-      s.deleteMessageIfDone.run(messageId, messageId);
+      for (const e of entries) this.#applyOutcomes(e.messageId, e.outcomes, now);
     });
+  }
+
+  #applyOutcomes(messageId: number, outcomes: readonly RecipientOutcome[], now: number): void {
+    const s = this.#stmts;
+    for (const o of outcomes) {
+      if (o.result === "delivered") s.deleteRecipient.run(o.id);
+      else if (o.result === "deferred") s.deferRecipient.run(o.code, o.text, now, o.id);
+      else s.failRecipient.run(o.code, o.text, now, o.id);
+    }
+    s.deleteMessageIfDone.run(messageId, messageId);
   }
 
   /** Stores an ATRN session and updates the domains' "last collection" fields. */

@@ -18,7 +18,7 @@ import type { Config } from "../config/fields.ts";
 import type { Logger } from "../log/logger.ts";
 import type { LineConnection } from "../net/line_connection.ts";
 import { SpoolWriter } from "../queue/spool.ts";
-import type { IncomingRecipient, QueueStore } from "../queue/store.ts";
+import type { BodySource, IncomingMessage, IncomingRecipient, QueueStore } from "../queue/store.ts";
 import type { RelayState } from "../relay_state.ts";
 import { type Mailbox, parseMailFrom, parseRcptTo } from "../smtp/address.ts";
 import { DataReader, dataRejection } from "../smtp/data_reader.ts";
@@ -73,6 +73,11 @@ export interface IntakeDeps {
   shuttingDown(): boolean;
   /** Free bytes on the queue's file system (null when unknown). */
   freeSpace(): number | null;
+  /**
+   * Commits a message durably (resolves after the fsync'ed COMMIT). Default: `store.enqueue`;
+   * the relay passes a GroupCommitter so concurrent sessions share fsyncs.
+   */
+  commit?: (message: IncomingMessage, body: BodySource) => Promise<number>;
   now?: () => Date;
 }
 
@@ -358,7 +363,9 @@ export class IntakeProtocol implements Protocol {
       let id: number;
       try {
         // The commit fsyncs (WAL + synchronous=FULL); only after it may we say 250 (RFC 5321 4.1.1.4).
-        id = store.enqueue({
+        const commit = this.#deps.commit ??
+          ((m: IncomingMessage, b: BodySource) => Promise.resolve(store.enqueue(m, b)));
+        id = await commit({
           mailFrom: tx.from?.address ?? "",
           clientIp: this.#conn.remoteAddress,
           clientHelo: this.#helo ?? "",
