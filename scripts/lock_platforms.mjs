@@ -24,9 +24,17 @@ for (const [name, p] of Object.entries(platforms)) {
   const key = `node_modules/@deno/${name}`;
   if (packages[key]) continue;
   const { integrity: _i, resolved: _r, os: _o, cpu: _c, libc: _l, ...rest } = base;
-  packages[key] = { ...rest, version: denoVersion, cpu: [p.cpu], os: [p.os], ...(p.libc ? { libc: [p.libc] } : {}) };
+  packages[key] = {
+    ...rest,
+    version: denoVersion,
+    cpu: [p.cpu],
+    os: [p.os],
+    ...(p.libc ? { libc: [p.libc] } : {}),
+  };
   added++;
 }
-lock.packages = Object.fromEntries(Object.entries(packages).sort(([a], [b]) => (a === "" ? -1 : b === "" ? 1 : a < b ? -1 : 1)));
+lock.packages = Object.fromEntries(
+  Object.entries(packages).sort(([a], [b]) => (a === "" ? -1 : b === "" ? 1 : a < b ? -1 : 1)),
+);
 writeFileSync(path, JSON.stringify(lock, null, 2) + "\n");
 console.log(`package-lock.json: added ${added} deno platform entries`);

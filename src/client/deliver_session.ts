@@ -3,10 +3,19 @@
  * ATRN turn (RFC 2645 4; DESIGN.md 6).
  *
  * Order of events: wait for the customer's greeting, EHLO, then page through the queue by message id
- * (keyset pagination) and send each message, recording its outcomes IMMEDIATELY after the end-of-data
- * reply (a recipient is removed only after a 2xx to the final dot). When a page comes back empty the
- * queue has been looked at again, so mail that arrived during the session has gone out too; deferred
- * recipients are not retried in the same session (their message id is behind the cursor). Then QUIT.
+ * (keyset pagination) and send each message. A recipient is removed only after a 2xx to the final dot.
+ * Outcomes are recorded in BATCHES (group commit, one transaction and one fsync for up to
+ * `outcomeBatch.messages` messages or `outcomeBatch.ms` milliseconds, whichever comes first), and always
+ * before the next page is fetched, before QUIT and when the session ends for any reason. A crash between
+ * the customer's 250 and the flush re-delivers those messages later: a duplicate, which RFC 5321 6.1
+ * accepts (at-least-once); it never loses one, because nothing is removed before the 250. When a page
+ * comes back empty the queue has been looked at again, so mail that arrived during the session has gone
+ * out too; deferred recipients are not retried in the same session (their message id is behind the
+ * cursor). Then QUIT.
+ *
+ * If recording fails (disk full, database error) the session stops sending (QUIT), the failure is logged,
+ * the unrecorded outcomes are tried once more at the end, and if that fails too their messages simply stay
+ * queued (counted as deferred): delivered again later, never lost.
  *
  * Any connection loss, timeout (RFC 5321 4.5.3.2 per command, `atrnSessionTimeout` overall) or protocol
  * violation ends the session: the in-flight message's unconfirmed recipients are recorded deferred with a
@@ -18,7 +27,7 @@
 import type { Config } from "../config/fields.ts";
 import type { Logger } from "../log/logger.ts";
 import type { LineConnection } from "../net/line_connection.ts";
-import type { QueueStore } from "../queue/store.ts";
+import type { QueueStore, RecipientOutcome } from "../queue/store.ts";
 import { type AbortKind, DeliveryAbort } from "./errors.ts";
 import { type ClientTimeouts, SmtpClient } from "./smtp_client.ts";
 
@@ -60,7 +69,17 @@ export interface DeliverOptions {
   maxReplyLineLength?: number;
   /** Most RCPTs per transaction. Default 100. */
   maxRecipientsPerTransaction?: number;
+  /**
+   * Group commit of outcomes: flush after this many messages (default 64) or this many milliseconds after
+   * the oldest unrecorded one (default 200). `{ messages: 1 }` records after every message.
+   */
+  outcomeBatch?: { messages?: number; ms?: number };
 }
+
+/** Default group-commit size for outcomes (messages per transaction). */
+export const DEFAULT_OUTCOME_BATCH_MESSAGES = 64;
+/** Default longest wait before unrecorded outcomes are flushed (milliseconds). */
+export const DEFAULT_OUTCOME_BATCH_MS = 200;
 
 /** How the session ended: `completed` after QUIT, otherwise why it stopped early. */
 export type DeliveryOutcome = "completed" | AbortKind;
@@ -134,12 +153,15 @@ export async function deliverQueued(options: DeliverOptions): Promise<DeliverRes
   if (options.signal?.aborted) onCancel();
   else options.signal?.addEventListener("abort", onCancel, { once: true });
 
+  const batch = new OutcomeBatch(store, log, options.outcomeBatch);
   let abort: DeliveryAbort | null = null;
   try {
     await client.readGreeting();
     await client.hello(options.hostname);
     let afterId = 0;
     pages: for (;;) {
+      // Record first, so the next look at the queue (and the "look again before QUIT") sees every outcome.
+      if (!batch.flush()) break;
       // Keyset pagination: each page starts after the last message attempted, so a deferred message is not
       // tried twice and mail that arrived meanwhile (higher ids) is found by the next look.
       const page = store.nextDeliverable(domains, afterId, options.pageSize ?? 50);
@@ -150,11 +172,12 @@ export async function deliverQueued(options: DeliverOptions): Promise<DeliverRes
           abort = client.abortReason ?? new DeliveryAbort("lost", "4.4.2 Connection closed by the customer");
           break pages;
         }
+        if (batch.failed) break pages;
         afterId = message.id;
         counts.messages++;
         const result = await client.sendMessage(message, () => store.readBody(message.id));
-        // Recorded right after the end-of-data reply (DESIGN 6): a crash after this point loses nothing.
-        store.recordOutcomes(message.id, result.outcomes);
+        // Queued for the next group commit; nothing was removed before the customer's 250 (DESIGN 6).
+        batch.add(message.id, result.outcomes);
         counts.delivered += result.delivered;
         counts.deferred += result.deferred;
         counts.failed += result.failed;
@@ -170,7 +193,13 @@ export async function deliverQueued(options: DeliverOptions): Promise<DeliverRes
         }
       }
     }
-    if (abort === null) await client.quit();
+    if (abort === null && batch.flush()) {
+      await client.quit();
+    } else if (abort === null) {
+      // Outcomes cannot be recorded: stop sending (every further delivery would be a later duplicate).
+      abort = new DeliveryAbort("local", `4.3.0 Queue update failed: ${batch.errorText}`);
+      await client.quit();
+    }
   } catch (err) {
     abort = err instanceof DeliveryAbort ? err : client.abortReason ??
       new DeliveryAbort("local", `4.3.0 Local error: ${err instanceof Error ? err.message : String(err)}`);
@@ -182,6 +211,14 @@ export async function deliverQueued(options: DeliverOptions): Promise<DeliverRes
   } finally {
     clearTimeout(timer);
     options.signal?.removeEventListener("abort", onCancel);
+    // Whatever ended the session, what the customer confirmed is recorded now (or stays queued).
+    const lost = batch.close();
+    for (const o of lost) {
+      if (o.result === "delivered") counts.delivered--;
+      else if (o.result === "failed") counts.failed--;
+      else continue;
+      counts.deferred++;
+    }
     // A refusing customer was already sent QUIT and closed politely; every other abort drops the link.
     if (abort !== null && abort.kind !== "refused") conn.destroy();
   }
@@ -195,4 +232,90 @@ export async function deliverQueued(options: DeliverOptions): Promise<DeliverRes
     startedAt,
     endedAt: now(),
   };
+}
+
+type PendingOutcomes = { messageId: number; outcomes: readonly RecipientOutcome[] };
+
+/**
+ * Group commit of delivery outcomes: `add` queues one message's outcomes; they are written with
+ * `recordOutcomesMany` (one transaction, one fsync) when `messages` are pending, `ms` after the first
+ * pending one (timer), or when `flush`/`close` is called. A failed write keeps the entries pending and
+ * sets `failed`; `close` tries once more and returns the outcomes that could not be recorded (their
+ * recipients are still queued in the store).
+ */
+class OutcomeBatch {
+  readonly #store: QueueStore;
+  readonly #log: Logger | undefined;
+  readonly #max: number;
+  readonly #ms: number;
+  #pending: PendingOutcomes[] = [];
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #error: unknown = null;
+
+  constructor(store: QueueStore, log: Logger | undefined, options: DeliverOptions["outcomeBatch"] = {}) {
+    this.#store = store;
+    this.#log = log;
+    this.#max = Math.max(1, options.messages ?? DEFAULT_OUTCOME_BATCH_MESSAGES);
+    this.#ms = Math.max(0, options.ms ?? DEFAULT_OUTCOME_BATCH_MS);
+  }
+
+  /** A flush failed; the session should stop sending. */
+  get failed(): boolean {
+    return this.#error !== null;
+  }
+
+  /** The last flush error as text. */
+  get errorText(): string {
+    const e = this.#error;
+    return e instanceof Error ? e.message : String(e);
+  }
+
+  add(messageId: number, outcomes: readonly RecipientOutcome[]): void {
+    this.#pending.push({ messageId, outcomes });
+    if (this.#pending.length >= this.#max) this.flush();
+    else if (this.#error === null) this.#timer ??= setTimeout(() => this.flush(), this.#ms);
+  }
+
+  /**
+   * Writes every pending outcome in one transaction; `false` (logged, entries kept) when it failed now or
+   * before (after a failure only `close` tries again).
+   */
+  flush(): boolean {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#error !== null) return false;
+    if (this.#pending.length === 0) return true;
+    const entries = this.#pending;
+    try {
+      this.#store.recordOutcomesMany(entries);
+      this.#pending = [];
+      return true;
+    } catch (err) {
+      this.#error = err;
+      this.#log?.error("recording delivery outcomes failed; those messages stay queued", {
+        messages: entries.length,
+        msgIds: entries.map((e) => e.messageId).join(","),
+        error: err instanceof Error ? err.message : String(err),
+      });
+      return false;
+    }
+  }
+
+  /** Final flush (one more try after a failure); returns the outcomes left unrecorded. */
+  close(): RecipientOutcome[] {
+    const retry = this.#error !== null;
+    this.#error = null;
+    this.flush();
+    if (this.#pending.length === 0) {
+      if (retry) this.#log?.info("delivery outcomes recorded on the final try");
+      return [];
+    }
+    const lost = this.#pending.flatMap((e) => [...e.outcomes]);
+    this.#log?.error("delivery outcomes not recorded; the messages stay queued and go out again later", {
+      messages: this.#pending.length,
+      msgIds: this.#pending.map((e) => e.messageId).join(","),
+    });
+    this.#pending = [];
+    return lost;
+  }
 }

@@ -15,6 +15,7 @@
  * @module
  */
 
+import { setImmediate } from "node:timers";
 import type { LineConnection } from "../net/line_connection.ts";
 import { ReadTimeoutError } from "../net/errors.ts";
 import type { Logger } from "../log/logger.ts";
@@ -65,6 +66,8 @@ export const DEFAULT_MAX_REPLY_LINES = 100;
 export const DEFAULT_MAX_RECIPIENTS_PER_TRANSACTION = 100;
 /** Body writes are cut to this size so one write never holds more than ~2x of it after stuffing. */
 const BODY_WRITE_SLICE = 64 * 1024;
+/** Length of the terminator line `.` CRLF that {@linkcode DotStuffer.finish} ends with. */
+const TERMINATOR_LENGTH = 3;
 /** Longest reply text kept on a recipient row. */
 const MAX_RECORDED_TEXT = 500;
 
@@ -179,6 +182,17 @@ export class SmtpClient {
   /** Whether transactions are pipelined in this session. */
   get pipelining(): boolean {
     return this.pipeliningDecision.pipelining;
+  }
+
+  /**
+   * Whether every command, content line and final dot goes out as its own write and TLS record: over TLS
+   * to a customer that relays line by line (a multi-line reply arrived in pieces). fetchmail with `ssl`
+   * reads ONE line per select() wake-up with SSL_read and never checks SSL_pending() (PROTOCOL Appendix
+   * A), so lines sharing the last TLS record before we wait for a reply stay in OpenSSL's buffer and the
+   * session stalls. Plaintext and prompt customers keep the fast path (large slices).
+   */
+  get lineByLine(): boolean {
+    return this.#conn.isTls && this.fragmentedReplies;
   }
 
   /** Why the session ended early (our abort or one from outside), or `null`. */
@@ -491,10 +505,15 @@ export class SmtpClient {
 
     if (this.pipelining) {
       // RFC 2920 3.1: MAIL and RCPT may be grouped; DATA must be the last command of the group.
-      const batchText = [mail, ...rcpts, "DATA"].map((c) => `${c}\r\n`).join("");
+      const commands = [mail, ...rcpts, "DATA"].map((c) => `${c}\r\n`);
       this.#trace(">", `${mail} +${rcpts.length} RCPT + DATA (pipelined)`);
       // RFC 2920 3.5: read replies while the batch is still being written, or both sides can block.
-      const writing = this.#conn.write(batchText, { timeoutMs: t.commandMs });
+      // Line-by-line (TLS line relay, only when pipelining is forced): one record per command.
+      const writing = this.lineByLine
+        ? (async () => {
+          for (const c of commands) await this.#writeRecord(c, t.commandMs);
+        })()
+        : this.#conn.write(commands.join(""), { timeoutMs: t.commandMs });
       writing.catch(() => {});
       // RFC 2920 3.1: replies are matched to commands by COUNT, never by code or text.
       mailReply = await this.#readReply(t.commandMs, "MAIL");
@@ -581,10 +600,18 @@ export class SmtpClient {
     else set(r, "deferred", reply.code, describeReply(reply));
   }
 
-  /** Streams the dot-stuffed content and the final dot with backpressure (RFC 5321 4.5.2, 4.1.1.4). */
+  /**
+   * Streams the dot-stuffed content and the final dot with backpressure (RFC 5321 4.5.2, 4.1.1.4).
+   *
+   * Fast path: slices of up to 64 KB, the last one written together with the terminator (one segment
+   * for small mail). Line-by-line path ({@linkcode SmtpClient.lineByLine}): each line, and then the
+   * final dot, is its own write on its own event-loop turn, hence its own TLS record.
+   */
   async #sendContent(body: AsyncIterator<Uint8Array>, first: IteratorResult<Uint8Array>): Promise<void> {
     const stuffer = new DotStuffer();
     const timeoutMs = this.#timeouts.dataBlockMs;
+    const lineByLine = this.lineByLine;
+    const lines = lineByLine ? new LineSplitter() : null;
     let next = first;
     // The last block is held back and written together with the terminator: one segment for small mail.
     let held: Uint8Array | null = null;
@@ -593,6 +620,10 @@ export class SmtpClient {
       for (let off = 0; off < chunk.length; off += BODY_WRITE_SLICE) {
         const out = stuffer.push(chunk.subarray(off, off + BODY_WRITE_SLICE));
         if (out.length === 0) continue;
+        if (lines !== null) {
+          for (const line of lines.push(out)) await this.#writeRecord(line, timeoutMs);
+          continue;
+        }
         // RFC 5321 4.5.3.2.5: each block must be accepted within the data block timeout.
         if (held !== null) await this.#conn.write(held, { timeoutMs });
         held = out;
@@ -606,7 +637,16 @@ export class SmtpClient {
     }
     this.#trace(">", "<content> .");
     const tail = stuffer.finish();
-    if (held === null) {
+    if (lines !== null) {
+      // `tail` is the missing line end (if any) and ".\r\n": the rest of the content first, then the dot
+      // alone in the last record, so fetchmail's one-line-per-wake-up relay reaches it.
+      for (const line of lines.push(tail.subarray(0, tail.length - TERMINATOR_LENGTH))) {
+        await this.#writeRecord(line, timeoutMs);
+      }
+      const rest = lines.rest();
+      if (rest !== null) await this.#writeRecord(rest, timeoutMs);
+      await this.#writeRecord(tail.subarray(tail.length - TERMINATOR_LENGTH), timeoutMs);
+    } else if (held === null) {
       await this.#conn.write(tail, { timeoutMs });
     } else {
       const last = new Uint8Array(held.length + tail.length);
@@ -614,6 +654,17 @@ export class SmtpClient {
       last.set(tail, held.length);
       await this.#conn.write(last, { timeoutMs });
     }
+  }
+
+  /**
+   * One write that must become its own TLS record in line-by-line mode: written, then the event loop is
+   * given a turn, so the runtime encrypts and sends it before the next write is even issued. Deno and Bun
+   * both coalesce writes made in the same turn into one record (measured: 50 awaited one-line writes gave
+   * 4 records; with a turn between them, 50). Outside line-by-line mode it is a plain awaited write.
+   */
+  async #writeRecord(data: string | Uint8Array, timeoutMs: number): Promise<void> {
+    await this.#conn.write(data, { timeoutMs });
+    if (this.lineByLine) await nextTurn();
   }
 
   /** RFC 2920 3.1: after a 354 with no accepted recipient, a lone "." ends the (empty) content. */
@@ -630,7 +681,7 @@ export class SmtpClient {
   async #politeQuit(): Promise<void> {
     try {
       this.#trace(">", "QUIT");
-      await this.#conn.write("QUIT\r\n", { timeoutMs: this.#timeouts.commandMs });
+      await this.#writeRecord("QUIT\r\n", this.#timeouts.commandMs);
       const line = await this.#conn.readLine({
         maxLength: this.#maxLineLength,
         timeoutMs: this.#timeouts.commandMs,
@@ -652,7 +703,7 @@ export class SmtpClient {
   /** Writes one command and reads its reply (the non-pipelined path). */
   async #command(line: string, timeoutMs: number, what: string): Promise<Received> {
     this.#trace(">", line);
-    await this.#conn.write(`${line}\r\n`, { timeoutMs: this.#timeouts.commandMs });
+    await this.#writeRecord(`${line}\r\n`, this.#timeouts.commandMs);
     return await this.#readReply(timeoutMs, what);
   }
 
@@ -775,4 +826,40 @@ function toAsyncIterator(
     next: () => Promise.resolve(it.next()),
     return: () => Promise.resolve(it.return?.() ?? { done: true, value: undefined }),
   };
+}
+
+/** Resolves on a later turn of the event loop (after pending I/O), so the previous write has gone out. */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Splits canonical CRLF content into whole lines (LF included), carrying a partial line over. */
+export class LineSplitter {
+  #carry: Uint8Array | null = null;
+
+  /** The complete lines in `carry + data`; a trailing partial line is kept for the next call. */
+  push(data: Uint8Array): Uint8Array[] {
+    let buf = data;
+    if (this.#carry !== null) {
+      buf = new Uint8Array(this.#carry.length + data.length);
+      buf.set(this.#carry);
+      buf.set(data, this.#carry.length);
+      this.#carry = null;
+    }
+    const out: Uint8Array[] = [];
+    let start = 0;
+    for (let lf = buf.indexOf(0x0a); lf !== -1; lf = buf.indexOf(0x0a, start)) {
+      out.push(buf.subarray(start, lf + 1));
+      start = lf + 1;
+    }
+    if (start < buf.length) this.#carry = buf.slice(start);
+    return out;
+  }
+
+  /** The partial line left over (none for canonical content), or `null`. */
+  rest(): Uint8Array | null {
+    const rest = this.#carry;
+    this.#carry = null;
+    return rest;
+  }
 }

@@ -5,7 +5,6 @@
  * missing.
  */
 import assert from "node:assert/strict";
-import process from "node:process";
 import { after, before, describe, it } from "node:test";
 import { makeTestCert } from "../support/certs.ts";
 import { freePort, interopMissing, runFetchmail, type Sink, startSink } from "../support/fetchmail.ts";
@@ -113,18 +112,12 @@ describe("fetchmail interop (proto ODMR into smtp-sink)", { skip: skip ?? false 
     assert.deepEqual(queuedAddresses(relay), ["d@other.test", "w@example.test"]);
   });
 
-  // KNOWN BUG (src/client, reported): with `ssl`, fetchmail reads one line per wake-up with SSL_read and
-  // never checks SSL_pending() (PROTOCOL.md Appendix A). The relay writes the message content and the
-  // final dot in one TLS record, so fetchmail relays the first line and then sleeps in select() while the
-  // rest sits in OpenSSL's buffer: the session stalls until atrnDataTermTimeout and the message stays
-  // queued. It passes only when the record split happens to fall on the final line. Run it with
-  // ODMR_RUN_KNOWN_BUGS=1.
-  const knownBug = process.env.ODMR_RUN_KNOWN_BUGS === "1"
-    ? {}
-    : { todo: "src/client must send one line per TLS record to a line-relaying customer" };
+  // With `ssl`, fetchmail reads one line per wake-up with SSL_read and never checks SSL_pending()
+  // (PROTOCOL.md Appendix A): lines sharing the last TLS record before the relay waits for a reply would
+  // stay in OpenSSL's buffer. The client sees the line relay (fragmented replies) and sends every line,
+  // command and final dot as its own record (SmtpClient.lineByLine).
   it(
     "implicit TLS (ssl, numeric service, sslcertfile = the test CA): exit 0, delivered",
-    knownBug,
     async () => {
       const id0 = lastAtrn(relay).id;
       const before = sink.count();
