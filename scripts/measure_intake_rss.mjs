@@ -2,12 +2,14 @@
 // Measures how much the relay's resident memory grows while it receives one large message on the
 // intake port (issue 3: "a 50 MB message is received without holding it in memory").
 //
-//   node scripts/measure_intake_rss.mjs [--runtime bun|deno] [--size-mb 50] [--json]
+//   node scripts/measure_intake_rss.mjs [--runtime bun|deno] [--size-mb 50] [--json] [--trace]
 //
 // Spawns `serve` from this checkout in a temp data directory (smtp on a free loopback port, other
 // listeners off), warms it up with one 1 MB message, reads VmRSS from /proc/PID/status as the
 // baseline, then streams the big message and samples VmRSS every 10 ms until the 250. Prints the
 // baseline, the peak, the growth, and the stored size (checked with the sqlite3 CLI).
+// --trace prints the RSS timeline (every 100 ms, plus when the client finished sending and when the
+// final reply came), to see whether growth happens while receiving or while committing.
 // Not a timed test; loopback only; the relay is stopped by its PID at the end.
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -25,6 +27,8 @@ const opt = (name, def) => {
 const runtime = opt("--runtime", "bun");
 const sizeMb = Number(opt("--size-mb", "50"));
 const json = args.includes("--json");
+const trace = args.includes("--trace");
+const samples = [];
 
 const bin = join(root, "node_modules", ".bin", runtime);
 const main = join(root, "src", "main.ts");
@@ -171,10 +175,14 @@ const timer = setInterval(() => {
     const rss = rssBytes(pid);
     peak = Math.max(peak, rss);
     if (!dataDone) peakDuringData = Math.max(peakDuringData, rss);
+    if (trace) samples.push([Date.now(), rss]);
   } catch { /* exited */ }
 }, 10);
 const size = Math.round(sizeMb * 1024 * 1024);
+dataDone = 0; // the warm-up set it
+const sendStart = Date.now();
 const reply = await sendMessage(port, size).catch((e) => fail(`send failed: ${e.message}`));
+const replyAt = Date.now();
 await new Promise((r) => setTimeout(r, 100));
 clearInterval(timer);
 peak = Math.max(peak, rssBytes(pid));
@@ -209,4 +217,16 @@ console.log(
     `(${((100 * (peak - baseline)) / size).toFixed(1)}% of the message)`,
 );
 if (json) console.log(JSON.stringify(result));
+if (trace) {
+  let last = -Infinity;
+  for (const [t, rss] of samples) {
+    if (t - last < 100) continue;
+    last = t;
+    const phase = t < dataDone ? "sending" : t < replyAt ? "after last byte sent" : "after reply";
+    console.log(
+      `  t=${String(t - sendStart).padStart(6)} ms  growth ${mb(rss - baseline).padStart(6)} MB  ${phase}`,
+    );
+  }
+  console.log(`  last byte sent at ${dataDone - sendStart} ms, reply at ${replyAt - sendStart} ms`);
+}
 process.exit(result.stored ? 0 : 1);

@@ -164,9 +164,17 @@ export class LineConnection {
   #isTls: boolean;
   #tlsInfo: TlsInfo | null = null;
 
+  /**
+   * Line buffer: unread bytes are `#buf[#start..#end)`, and they come BEFORE everything in `#queue`.
+   * Chunks from the socket are queued as they arrive (no copy) and only copied in here when a line is
+   * read; `readChunk` hands queued chunks out directly, so streaming DATA copies nothing.
+   */
   #buf = new Uint8Array(4096);
   #start = 0;
   #end = 0;
+  /** Chunks received but not yet copied into `#buf`, in order; the runtime allocates each one afresh. */
+  #queue: Uint8Array[] = [];
+  #queueBytes = 0;
   /** Bytes after #start already scanned for a line end (none found). */
   #scanned = 0;
   /** Inside an over-long line: its bytes are dropped until the next CRLF. */
@@ -277,12 +285,12 @@ export class LineConnection {
 
   /** Whether unread input is buffered (early talker, unauthorised pipelining, bytes after ATRN). */
   hasBufferedInput(): boolean {
-    return this.#end > this.#start;
+    return this.#end > this.#start || this.#queueBytes > 0;
   }
 
   /** Number of unread bytes in the buffer. */
   bufferedByteCount(): number {
-    return this.#end - this.#start;
+    return this.#end - this.#start + this.#queueBytes;
   }
 
   /**
@@ -292,7 +300,7 @@ export class LineConnection {
    */
   async waitForInput(ms: number): Promise<boolean> {
     try {
-      return await this.#read(ms, () => (this.#end > this.#start ? true : undefined));
+      return await this.#read(ms, () => (this.hasBufferedInput() ? true : undefined));
     } catch (err) {
       if (err instanceof ReadTimeoutError || err instanceof ConnectionClosedError) return false;
       throw err;
@@ -318,22 +326,44 @@ export class LineConnection {
   /** Like {@linkcode readLine} but returns the raw octets of the line (without CRLF). */
   readLineBytes(options: ReadLineOptions = {}): Promise<Uint8Array> {
     const maxLength = options.maxLength ?? this.#maxLineLength;
-    return this.#read(options.timeoutMs ?? this.#readTimeoutMs, () => this.#scanLine(maxLength));
+    return this.#read(options.timeoutMs ?? this.#readTimeoutMs, () => {
+      this.#fill();
+      return this.#scanLine(maxLength);
+    });
   }
 
   /**
-   * Returns the buffered bytes (up to `maxBytes`), waiting for the next data if none are buffered. Used to
-   * stream DATA through a separate decoder; give bytes after the end-of-data back with {@linkcode unread}.
+   * Returns the next buffered bytes (at least one, at most `maxBytes`; not necessarily everything that is
+   * buffered), waiting for data if none are buffered. Used to stream DATA through a separate decoder; give
+   * bytes after the end-of-data back with {@linkcode unread}.
    * Throws {@linkcode ReadTimeoutError} or {@linkcode ConnectionClosedError}.
+   *
+   * Lifetime: the result belongs to the caller and stays valid for as long as it is kept (nothing in
+   * this class writes to it again). To avoid a copy per chunk while streaming a large message (issue 3),
+   * it is usually the runtime's own `'data'` chunk, or a `subarray` of it, rather than a fresh copy; so
+   * its `.buffer` may be larger than the result (and holding a small piece keeps that chunk alive).
    */
   readChunk(options: ReadChunkOptions = {}): Promise<Uint8Array> {
     const maxBytes = options.maxBytes ?? Infinity;
     return this.#read(options.timeoutMs ?? this.#readTimeoutMs, () => {
-      const n = Math.min(this.#end - this.#start, maxBytes);
-      if (n <= 0) return undefined;
-      const out = this.#buf.slice(this.#start, this.#start + n);
-      this.#consume(n);
-      return out;
+      if (maxBytes <= 0) return undefined;
+      if (this.#end > this.#start) {
+        // Bytes already copied into the line buffer (after readLine, or unread): a copy of those.
+        const n = Math.min(this.#end - this.#start, maxBytes);
+        const out = this.#buf.slice(this.#start, this.#start + n);
+        this.#consume(n);
+        return out;
+      }
+      const head = this.#queue[0];
+      if (head === undefined) return undefined;
+      if (head.length <= maxBytes) {
+        this.#queue.shift();
+        this.#queueBytes -= head.length;
+        return head;
+      }
+      this.#queue[0] = head.subarray(maxBytes);
+      this.#queueBytes -= maxBytes;
+      return head.subarray(0, maxBytes);
     });
   }
 
@@ -343,7 +373,12 @@ export class LineConnection {
    */
   unread(bytes: Uint8Array): void {
     if (bytes.length === 0) return;
-    if (this.#start >= bytes.length) {
+    if (this.#start === this.#end && bytes.length <= this.#buf.length) {
+      // Empty line buffer (its bytes all read; queued chunks come after it): put them at its end.
+      this.#start = this.#buf.length - bytes.length;
+      this.#end = this.#buf.length;
+      this.#buf.set(bytes, this.#start);
+    } else if (this.#start >= bytes.length) {
       this.#start -= bytes.length;
       this.#buf.set(bytes, this.#start);
     } else {
@@ -511,8 +546,10 @@ export class LineConnection {
     plain.pause();
     this.#detach(plain);
     // CVE-2011-0411: everything received before the handshake is untrusted plaintext; drop it.
-    const discardedBytes = this.#end - this.#start;
+    const discardedBytes = this.#end - this.#start + this.#queueBytes;
     this.#start = this.#end = 0;
+    this.#queue = [];
+    this.#queueBytes = 0;
     this.#scanned = 0;
     this.#discarding = false;
     this.#discardedCount = 0;
@@ -597,10 +634,30 @@ export class LineConnection {
     sock.off("error", this.#onError);
   }
 
+  /** A `'data'` chunk: queued as it is (the runtime hands each event a fresh buffer), not copied. */
   #append(chunk: Uint8Array): void {
     const n = chunk.length;
     if (n === 0) return;
     this.bytesIn += n;
+    this.#queue.push(chunk);
+    this.#queueBytes += n;
+    if (this.#end - this.#start + this.#queueBytes >= this.#maxBuffered && !this.#pausedByUs) {
+      this.#pausedByUs = true;
+      this.#sock.pause();
+    }
+    this.#notify();
+  }
+
+  /** Copies every queued chunk into the line buffer (line reads scan `#buf` only). */
+  #fill(): void {
+    if (this.#queueBytes === 0) return;
+    for (const chunk of this.#queue) this.#copyIn(chunk);
+    this.#queue = [];
+    this.#queueBytes = 0;
+  }
+
+  #copyIn(chunk: Uint8Array): void {
+    const n = chunk.length;
     if (this.#end + n > this.#buf.length) {
       const live = this.#end - this.#start;
       if (live + n <= this.#buf.length && this.#start > 0) {
@@ -617,11 +674,6 @@ export class LineConnection {
     }
     this.#buf.set(chunk, this.#end);
     this.#end += n;
-    if (this.#end - this.#start >= this.#maxBuffered && !this.#pausedByUs) {
-      this.#pausedByUs = true;
-      this.#sock.pause();
-    }
-    this.#notify();
   }
 
   #consume(n: number): void {

@@ -4,6 +4,9 @@
  * directory. At commit the store reads it back in `CHUNK_SIZE` pieces inside one transaction, so
  * nothing half-written ever reaches the queue. Leftover spool files (a crash mid-DATA) are removed
  * at start by `cleanSpoolDir`.
+ *
+ * Memory (issue 3): once spilled, `write` hands the caller's bytes straight to the file (no copy), and
+ * `chunks` reads the file back into two reused buffers, so a large body allocates nothing per chunk.
  */
 import { closeSync, mkdirSync, openSync, readdirSync, readSync, rmSync, writeSync } from "node:fs";
 import { randomBytes } from "node:crypto";
@@ -37,7 +40,11 @@ export class SpoolWriter {
     return this.#eightBit;
   }
 
-  /** Appends bytes (copied; the caller may reuse its buffer). */
+  /**
+   * Appends bytes. They are used only during the call (copied while the body is small enough to stay
+   * in memory, written to the spool file at once otherwise), so the caller may reuse its buffer, and may
+   * pass short-lived views such as `DataReader` bodies.
+   */
   write(bytes: Uint8Array): void {
     if (bytes.length === 0) return;
     if (!this.#eightBit) {
@@ -67,15 +74,26 @@ export class SpoolWriter {
     this.#memoryBytes = 0;
   }
 
-  /** The body in pieces of at most CHUNK_SIZE bytes, read back in order (synchronously). */
+  /**
+   * The body in pieces of at most CHUNK_SIZE bytes, read back in order (synchronously).
+   *
+   * Lifetime: for a spilled body the pieces are views of two buffers used in turn, so a piece stays
+   * valid until the iteration AFTER the next one: a consumer may look one piece ahead (the store reads
+   * the second piece before it binds the first, to decide whether the body fits inline) but must use
+   * or copy each piece before requesting the one after that. SQLite binds copy the bytes. Pieces of a
+   * body kept in memory are never reused.
+   */
   *chunks(): Generator<Uint8Array> {
     if (this.#fd === null) {
       yield* joinInto(this.#parts, CHUNK_SIZE);
       return;
     }
-    const buffer = new Uint8Array(CHUNK_SIZE);
+    const buffers: Uint8Array[] = [];
+    let turn = 0;
     let position = 0;
     while (position < this.#size) {
+      const buffer = buffers[turn] ??= new Uint8Array(CHUNK_SIZE);
+      turn ^= 1;
       let filled = 0;
       while (filled < CHUNK_SIZE && position + filled < this.#size) {
         const n = readSync(this.#fd, buffer, filled, CHUNK_SIZE - filled, position + filled);
@@ -83,7 +101,7 @@ export class SpoolWriter {
         filled += n;
       }
       position += filled;
-      yield buffer.slice(0, filled);
+      yield buffer.subarray(0, filled);
     }
   }
 

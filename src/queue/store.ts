@@ -90,7 +90,11 @@ export interface IncomingRecipient {
   orcpt: string | null;
 }
 
-/** The body to store: its size, whether it has 8-bit octets, and its bytes in order. */
+/**
+ * The body to store: its size, whether it has 8-bit octets, and its bytes in order.
+ * `chunks()` may reuse buffers: each piece stays valid until the iteration after the next one
+ * (one piece of look-ahead), so the store binds each piece before asking for the one after next.
+ */
 export interface BodySource {
   size: number;
   eightBit: boolean;

@@ -20,7 +20,13 @@
  * - A hard cap on raw octets: past it the reader reports "abort" and the caller sends 421 and closes.
  *
  * Memory: at most two held octets between calls (a pending CR, or a line-start "." and CR); each call
- * returns at most `chunk.length + 1` decoded octets in a fresh array. Nothing accumulates.
+ * returns at most `chunk.length + 1` decoded octets, written into ONE output buffer that the reader
+ * reuses (grown to the largest chunk seen), so streaming a large message allocates nothing per chunk
+ * (issue 3). Nothing accumulates.
+ *
+ * Lifetime: `body` from {@link DataReader.push} is a view of that reused buffer and is valid only until
+ * the next `push` on the same reader; consume it (write it to the spool, scan it) or copy it first.
+ * `leftover` is a view of the chunk passed in, so it lives as long as that chunk does.
  *
  * @module
  */
@@ -51,9 +57,15 @@ export type DataReaderStatus = "more" | "done" | "abort";
 export interface DataReaderResult {
   /** "more": feed the next chunk; "done": CRLF.CRLF seen; "abort": hard cap passed, send 421 and close. */
   status: DataReaderStatus;
-  /** Decoded body octets from this chunk (possibly empty; empty once the size cap is passed). */
+  /**
+   * Decoded body octets from this chunk (possibly empty; empty once the size cap is passed). A view of
+   * the reader's reused output buffer: valid only until the next {@link DataReader.push}.
+   */
   body: Uint8Array;
-  /** On "done": the octets after the terminator, i.e. the next pipelined command(s). Else empty. */
+  /**
+   * On "done": the octets after the terminator, i.e. the next pipelined command(s); a view of the pushed
+   * chunk (no copy). Else empty.
+   */
   leftover: Uint8Array;
 }
 
@@ -101,6 +113,7 @@ export class DataReader {
   readonly #hardByteCap: number;
   #state = LINE_START;
   #lineLength = 0;
+  /** Reused output buffer; `body` results are views of it. */
   #out: Uint8Array = EMPTY;
   #outLength = 0;
   #stats: DataStats = {
@@ -134,12 +147,14 @@ export class DataReader {
 
   /**
    * Feeds raw octets as they came off the socket, split anywhere. After "done", further calls return
-   * the whole chunk as leftover; after "abort", they return "abort" again.
+   * the whole chunk as leftover; after "abort", they return "abort" again. The returned `body` is valid
+   * only until the next call (see the module documentation); `chunk` itself is only read, never kept.
    */
   push(chunk: Uint8Array): DataReaderResult {
     if (this.#state === DONE) return { status: "done", body: EMPTY, leftover: chunk };
     if (this.#state === ABORTED) return { status: "abort", body: EMPTY, leftover: EMPTY };
-    this.#out = new Uint8Array(chunk.length + 1);
+    // At most one held octet from before plus every octet of this chunk can come out.
+    if (this.#out.length < chunk.length + 1) this.#out = new Uint8Array(Math.max(chunk.length + 1, 4096));
     this.#outLength = 0;
     const stats = this.#stats;
     for (let i = 0; i < chunk.length; i++) {
@@ -219,8 +234,7 @@ export class DataReader {
   }
 
   #takeOutput(): Uint8Array {
-    const body = this.#out.subarray(0, this.#outLength);
-    this.#out = EMPTY;
+    const body = this.#outLength === 0 ? EMPTY : this.#out.subarray(0, this.#outLength);
     this.#outLength = 0;
     return body;
   }

@@ -162,6 +162,56 @@ test("readChunk returns buffered bytes and unread puts leftovers back in front",
   }
 });
 
+test("readChunk results belong to the caller: later input never overwrites them", async () => {
+  const p = await socketPair();
+  try {
+    const got: Uint8Array[] = [];
+    const copies: string[] = [];
+    let total = 0;
+    for (let round = 0; round < 20; round++) {
+      const piece = String.fromCharCode(65 + round).repeat(5000 + round);
+      await send(p.client, piece);
+      total += piece.length;
+      let received = got.reduce((n, c) => n + c.length, 0);
+      while (received < total) {
+        const chunk = await p.server.readChunk({ timeoutMs: 1000 });
+        got.push(chunk);
+        copies.push(new TextDecoder().decode(chunk));
+        received += chunk.length;
+      }
+    }
+    // Every chunk handed out earlier still holds what it held when it was returned.
+    assert.deepEqual(got.map((c) => new TextDecoder().decode(c)), copies);
+    assert.equal(p.server.bytesIn, total);
+  } finally {
+    await p.done();
+  }
+});
+
+test("readLine and readChunk interleave in order (line buffer first, then queued input)", async () => {
+  const p = await socketPair();
+  try {
+    await send(p.client, "DATA\r\nfirst ");
+    assert.equal(await p.server.readLine(), "DATA");
+    await send(p.client, "second ");
+    await sleep(20);
+    await send(p.client, "third\r\nNOOP\r\n");
+    await sleep(20);
+    let data = "";
+    while (!data.includes("\r\n")) {
+      data += new TextDecoder().decode(await p.server.readChunk({ timeoutMs: 1000, maxBytes: 5 }));
+    }
+    const cut = data.indexOf("\r\n") + 2;
+    p.server.unread(new TextEncoder().encode(data.slice(cut)));
+    assert.equal(data.slice(0, cut), "first second third\r\n");
+    assert.equal(await p.server.readLine(), "NOOP");
+    assert.equal(p.server.hasBufferedInput(), false);
+    assert.equal(p.server.bufferedByteCount(), 0);
+  } finally {
+    await p.done();
+  }
+});
+
 test("waitForInput reports early talkers and times out quietly", async () => {
   const p = await socketPair();
   try {

@@ -16,7 +16,10 @@ interface Run {
   stats: DataStats;
 }
 
-/** Feeds `chunks` one by one, collecting body and everything handed back as leftover. */
+/**
+ * Feeds `chunks` one by one, collecting body and everything handed back as leftover. Each body is
+ * copied before the next push: it is a view of the reader's reused buffer (see DataReader.push).
+ */
 function run(chunks: readonly Uint8Array[], options: DataReaderOptions = { maxSize: 1_000_000 }): Run {
   const reader = new DataReader(options);
   const body: Uint8Array[] = [];
@@ -24,7 +27,7 @@ function run(chunks: readonly Uint8Array[], options: DataReaderOptions = { maxSi
   let status: Run["status"] = "more";
   for (const chunk of chunks) {
     const result = reader.push(chunk);
-    body.push(result.body);
+    body.push(result.body.slice());
     leftover.push(result.leftover);
     status = result.status;
   }
@@ -310,6 +313,35 @@ describe("DataReader", () => {
       assert.equal(reader.push(bytes(".\r\n")).status, "abort");
       assert.equal(reader.finished, true);
     });
+  });
+
+  test("body is a view of one reused buffer, valid until the next push (no allocation per chunk)", () => {
+    const reader = new DataReader({ maxSize: 1_000_000 });
+    const first = reader.push(bytes("hello\r\n"));
+    assert.equal(text(first.body), "hello\r\n");
+    const buffer = first.body.buffer;
+    const second = reader.push(bytes("..dot\r\nab"));
+    assert.equal(second.body.buffer, buffer, "same output buffer reused");
+    assert.equal(text(second.body), ".dot\r\nab");
+    assert.equal(text(first.body).startsWith(".dot"), true, "the earlier body was overwritten: copy to keep");
+    // A bigger chunk grows the buffer once; the body is still exact.
+    const big = bytes("x".repeat(10_000));
+    assert.equal(reader.push(big).body.length, 10_000);
+    const done = reader.push(bytes("\r\n.\r\nQUIT\r\n"));
+    assert.equal(done.status, "done");
+    assert.equal(text(done.body), "\r\n");
+    assert.equal(text(done.leftover), "QUIT\r\n");
+    assert.equal(reader.stats.size, 7 + 8 + 10_000 + 2);
+  });
+
+  test("the pushed chunk is only read: leftover is a view of it, the input is never written", () => {
+    const reader = new DataReader({ maxSize: 1_000_000 });
+    const chunk = bytes("a\r\n..b\r\n.\r\nNOOP\r\n");
+    const copy = chunk.slice();
+    const result = reader.push(chunk);
+    assert.deepEqual(chunk, copy);
+    assert.equal(result.leftover.buffer, chunk.buffer);
+    assert.equal(text(result.body), "a\r\n.b\r\n");
   });
 
   test("bounded output: body per push never exceeds chunk + 1", () => {
