@@ -100,6 +100,10 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
               tlsAvailable: tls !== null,
               shuttingDown: () => state.shuttingDown,
               freeSpace,
+              // Sessions finishing DATA together share one fsync (src/queue/group_commit.ts).
+              commit: (message, body) => committer.enqueue(message, body, { fromData: true }),
+              dataStarted: () => committer.beginData(),
+              dataAbandoned: () => committer.abandonData(),
             },
             conn,
             cid,

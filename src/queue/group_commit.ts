@@ -4,11 +4,16 @@
  * runs synchronously on the one event loop, so one fsync at a time is all the relay can do; with
  * many sessions the messages that finished during that fsync simply ride on the next one.
  *
+ * Adaptive wait: the intake tells the committer when a session starts receiving DATA
+ * (`beginData`). While other sessions are still inside DATA, a submitted message waits up to
+ * `maxWaitMs` for them so they share the fsync; when nobody else is receiving, it is committed on
+ * the next turn of the event loop, so a lone sender pays no extra latency.
+ *
  * Durability is unchanged: each caller's promise settles only after the COMMIT that contains its
  * message has returned, and the intake sends 250 only then (RFC 5321 4.1.1.4). Each message is in
  * its own SAVEPOINT, so a message that fails is rolled back alone (its session answers 451).
  */
-import { setImmediate } from "node:timers";
+import { clearTimeout, setImmediate, setTimeout } from "node:timers";
 import type { BodySource, IncomingMessage, QueueStore } from "./store.ts";
 
 interface Pending {
@@ -21,26 +26,57 @@ interface Pending {
 export class GroupCommitter {
   readonly #store: QueueStore;
   readonly #maxBatch: number;
+  readonly #maxWaitMs: number;
   #pending: Pending[] = [];
   #scheduled = false;
+  #timer: ReturnType<typeof setTimeout> | null = null;
+  /** Sessions inside DATA that have not submitted their message yet. */
+  #receiving = 0;
   /** Commits done and messages committed (for the benchmark notes and tests). */
   commits = 0;
   committed = 0;
 
-  constructor(store: QueueStore, options: { maxBatch?: number } = {}) {
+  constructor(store: QueueStore, options: { maxBatch?: number; maxWaitMs?: number } = {}) {
     this.#store = store;
     this.#maxBatch = options.maxBatch ?? 256;
+    this.#maxWaitMs = options.maxWaitMs ?? 1;
   }
 
-  /** Resolves with the message id once it is committed; rejects when it was not stored. */
-  enqueue(message: IncomingMessage, body: BodySource): Promise<number> {
+  /** A session started receiving a message; it will call `enqueue` or `abandonData` later. */
+  beginData(): void {
+    this.#receiving++;
+  }
+
+  /** A session that called `beginData` ends without submitting (refused, aborted, closed). */
+  abandonData(): void {
+    this.#receiving = Math.max(0, this.#receiving - 1);
+    if (this.#receiving === 0 && this.#pending.length > 0) this.#schedule();
+  }
+
+  /**
+   * Resolves with the message id once it is committed; rejects when it was not stored. A caller
+   * that used `beginData` is counted out of the receiving sessions here.
+   */
+  enqueue(message: IncomingMessage, body: BodySource, options: { fromData?: boolean } = {}): Promise<number> {
+    if (options.fromData) this.#receiving = Math.max(0, this.#receiving - 1);
     return new Promise<number>((resolve, reject) => {
       this.#pending.push({ item: { message, body }, resolve, reject });
-      this.#schedule();
+      if (this.#receiving === 0 || this.#pending.length >= this.#maxBatch) this.#schedule();
+      else if (this.#timer === null) {
+        // Others are mid-DATA: give them a moment to share this commit's fsync.
+        this.#timer = setTimeout(() => {
+          this.#timer = null;
+          this.#schedule();
+        }, this.#maxWaitMs);
+      }
     });
   }
 
   #schedule(): void {
+    if (this.#timer !== null) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
     if (this.#scheduled) return;
     this.#scheduled = true;
     // setImmediate runs after the current poll phase: every session whose final dot arrived in

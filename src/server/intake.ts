@@ -78,6 +78,9 @@ export interface IntakeDeps {
    * the relay passes a GroupCommitter so concurrent sessions share fsyncs.
    */
   commit?: (message: IncomingMessage, body: BodySource) => Promise<number>;
+  /** Told when a message starts and when it ends without a commit (group-commit batching). */
+  dataStarted?: () => void;
+  dataAbandoned?: () => void;
   now?: () => Date;
 }
 
@@ -303,6 +306,8 @@ export class IntakeProtocol implements Protocol {
     });
     const hops = new ReceivedHeaderCounter();
     const spool = new SpoolWriter(this.#deps.spoolDir);
+    let submitted = false;
+    this.#deps.dataStarted?.();
     try {
       // RFC 5321 4.4: our Received line goes on top; `for` only with exactly one recipient.
       spool.write(TEXT_ENCODER.encode(buildReceivedHeader({
@@ -365,6 +370,7 @@ export class IntakeProtocol implements Protocol {
         // The commit fsyncs (WAL + synchronous=FULL); only after it may we say 250 (RFC 5321 4.1.1.4).
         const commit = this.#deps.commit ??
           ((m: IncomingMessage, b: BodySource) => Promise.resolve(store.enqueue(m, b)));
+        submitted = true;
         id = await commit({
           mailFrom: tx.from?.address ?? "",
           clientIp: this.#conn.remoteAddress,
@@ -392,6 +398,7 @@ export class IntakeProtocol implements Protocol {
       });
       return { reply: C250Queued(String(id)) };
     } finally {
+      if (!submitted) this.#deps.dataAbandoned?.();
       spool.discard();
     }
   }

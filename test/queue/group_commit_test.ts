@@ -90,3 +90,25 @@ test("a failed COMMIT rejects the whole group and stores nothing", async () => {
   assert.deepEqual(results.map((r) => r.status), ["rejected", "rejected"]);
   assert.equal(store.totals().messages, 0);
 });
+
+test("messages from sessions still in DATA wait briefly and share one commit", async () => {
+  const store = seeded();
+  const committer = new GroupCommitter(store, { maxWaitMs: 1000 });
+  for (let i = 0; i < 3; i++) committer.beginData();
+  const first = committer.enqueue(incoming("s@x.test", ["u1@a.test"]), bodyOf("1\r\n"), { fromData: true });
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(committer.commits, 0, "the first message waits for the two sessions still in DATA");
+  const second = committer.enqueue(incoming("s@x.test", ["u2@a.test"]), bodyOf("2\r\n"), { fromData: true });
+  committer.abandonData(); // the third session's message was refused: nobody is receiving now
+  await Promise.all([first, second]);
+  assert.equal(committer.commits, 1);
+  assert.equal(committer.committed, 2);
+});
+
+test("a lone sender is committed without waiting for the timer", async () => {
+  const store = seeded();
+  const committer = new GroupCommitter(store, { maxWaitMs: 60_000 });
+  committer.beginData();
+  await committer.enqueue(incoming("s@x.test", ["u@a.test"]), bodyOf("x\r\n"), { fromData: true });
+  assert.equal(committer.commits, 1);
+});
