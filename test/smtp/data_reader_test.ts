@@ -464,3 +464,41 @@ describe("dot-stuffing round trip (DotStuffer then DataReader is the identity)",
     }
   });
 });
+
+test("whole-chunk, random-split and byte-at-a-time feeding give identical results (differential)", () => {
+  // The reader copies plain runs inside a line in bulk; this pins it to the byte-by-byte state
+  // machine on bodies rich in CR, LF, dots, NUL and 8-bit octets, with random size/line limits.
+  let seed = 7;
+  const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+  const alphabet = [13, 10, 46, 0, 200, 65, 66, 32, 13, 10];
+  for (let t = 0; t < 1500; t++) {
+    const n = Math.floor(rnd() * 300);
+    const bytes = new Uint8Array(n + 5);
+    for (let i = 0; i < n; i++) {
+      bytes[i] = rnd() < 0.6 ? 97 + Math.floor(rnd() * 3) : alphabet[Math.floor(rnd() * alphabet.length)]!;
+    }
+    bytes.set([13, 10, 46, 13, 10], n);
+    const maxSize = Math.floor(rnd() * 200) + 1;
+    const maxLineLength = Math.floor(rnd() * 50) + 3;
+    const feed = (split: (i: number) => boolean) => {
+      const reader = new DataReader({ maxSize, maxLineLength });
+      const out: number[] = [];
+      let start = 0;
+      let status = "more";
+      let left: number[] = [];
+      for (let i = 1; i <= bytes.length && status === "more"; i++) {
+        if (i === bytes.length || split(i)) {
+          const res = reader.push(bytes.subarray(start, i));
+          out.push(...res.body);
+          status = res.status;
+          left = [...res.leftover, ...bytes.subarray(i)];
+          start = i;
+        }
+      }
+      return JSON.stringify({ out, status, left, stats: reader.stats });
+    };
+    const byteByByte = feed(() => true);
+    assert.equal(feed(() => rnd() < 0.05), byteByByte, `random split, case ${t}`);
+    assert.equal(feed(() => false), byteByByte, `whole chunk, case ${t}`);
+  }
+});
