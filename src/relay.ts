@@ -161,7 +161,7 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
         ...(implicit && tls ? { implicitTls: tls } : {}),
         maxConnections: config.odmrMaxConnections,
         maxConnectionsPerIp: config.odmrMaxConnectionsPerIp,
-        maxLineLength: 2048,
+        maxLineLength: config.smtpMaxLineLength,
         logger,
         state,
         createSession: (conn, cid, sessionLogger) => {
@@ -189,12 +189,12 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
             startTls,
             limits: {
               hostname: config.hostname,
-              maxLineLength: 2048,
+              maxLineLength: config.smtpMaxLineLength,
               idleTimeoutMs: config.odmrIdleTimeout,
               // The session before ATRN; the reversed session has its own cap (atrnSessionTimeout).
-              sessionTimeoutMs: config.odmrIdleTimeout * 3,
-              maxErrors: 10,
-              maxJunkCommands: 20,
+              sessionTimeoutMs: config.odmrSessionTimeout,
+              maxErrors: config.odmrMaxErrors,
+              maxJunkCommands: config.odmrMaxJunkCommands,
               greetingDelayMs: 0,
               enhancedCodes: true,
               wireTrace: config.logWire,

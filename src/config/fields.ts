@@ -211,6 +211,13 @@ export const CONFIG_FIELDS = {
   odmrMaxConnections: count(100, 1, "Simultaneous ODMR connections in total"),
   odmrMaxConnectionsPerIp: count(10, 1, "Simultaneous ODMR connections from one IP address"),
   odmrIdleTimeout: duration("5m", MINUTE, "Wait for the next command before ATRN", "RFC 5321 4.5.3.2.7"),
+  odmrSessionTimeout: duration(
+    "15m",
+    MINUTE,
+    "Longest ODMR session before ATRN turns it (then atrnSessionTimeout)",
+  ),
+  odmrMaxErrors: count(10, 3, "Error replies before ATRN in one session before 421 and close", "RFC 4954 4"),
+  odmrMaxJunkCommands: count(20, 1, "NOOP/RSET/HELP/unknown commands in one ODMR session before 421"),
   odmrAllowCramMd5WithoutTls: flag(true, "Offer CRAM-MD5 on plaintext connections (fetchmail needs it)"),
   odmrAllowPlainWithoutTls: flag(false, "Offer PLAIN/LOGIN on plaintext connections (not recommended)"),
   authMaxFailuresPerIp: count(10, 3, "Failed AUTHs from one IP per window before refusing", "RFC 4954 4"),

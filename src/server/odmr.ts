@@ -81,6 +81,9 @@ export interface DeliveryReport {
   detail: string | null;
 }
 
+/** How an ATRN ended, as recorded in the session history. */
+type AtrnOutcome = "turned" | "error" | "no-mail" | "refused" | "busy";
+
 /** Delivers the queued mail of `domains` over `conn`, which is now the customer's SMTP server. */
 export type Deliver = (conn: LineConnection, domains: string[], logger: Logger) => Promise<DeliveryReport>;
 
@@ -340,8 +343,9 @@ export class OdmrProtocol implements Protocol {
     const requested = parseAtrnDomains(arg, { maxDomains: config.atrnMaxDomains });
     const owned = new Map(store.domainsOfAccount(account.id).map((d) => [d.name, d]));
     const domains = requested.length > 0 ? requested : [...owned.keys()];
-    const record = (outcome: "no-mail" | "refused" | "busy", reply: Reply, detail: string) => {
-      state.atrnSessions.inc(outcome);
+    // Every ATRN, refused or turned, goes into the session history (for /status and metrics).
+    const save = (report: Omit<DeliveryReport, "outcome"> & { outcome: AtrnOutcome }) => {
+      state.atrnSessions.inc(report.outcome);
       store.recordAtrnSession({
         accountId: account.id,
         username: account.username,
@@ -350,12 +354,11 @@ export class OdmrProtocol implements Protocol {
         tls: this.#conn.isTls,
         startedAt,
         endedAt: this.#now(),
-        delivered: 0,
-        deferred: 0,
-        failed: 0,
-        outcome,
-        detail,
+        ...report,
       });
+    };
+    const record = (outcome: "no-mail" | "refused" | "busy", reply: Reply, detail: string) => {
+      save({ delivered: 0, deferred: 0, failed: 0, outcome, detail });
       logger.info("atrn", { user: account.username, domains: domains.join(","), outcome, code: reply.code });
       return { reply };
     };
@@ -382,20 +385,10 @@ export class OdmrProtocol implements Protocol {
       } finally {
         leases.release(owner);
       }
-      state.atrnSessions.inc(report.outcome);
       state.recipients.inc("delivered", report.delivered);
       state.recipients.inc("deferred", report.deferred);
       state.recipients.inc("failed", report.failed);
-      store.recordAtrnSession({
-        accountId: account.id,
-        username: account.username,
-        domains,
-        peer: this.#conn.remoteAddress,
-        tls: this.#conn.isTls,
-        startedAt,
-        endedAt: this.#now(),
-        ...report,
-      });
+      save(report);
       sessionLogger.info("atrn session ended", { ...report, user: account.username });
       await this.#conn.close();
     };
