@@ -165,9 +165,8 @@ export class DataReader {
       // Fast path (same result as the state machine below): inside a line, copy the run of octets up
       // to the next CR or LF in one go. Line starts, CR/LF and the terminator still go byte by byte.
       if (this.#state === MID_LINE) {
-        const end = this.#ordinaryRunEnd(chunk, i);
-        if (end > i + 1 && stats.rawBytes + (end - i) < this.#hardByteCap) {
-          this.#emitRun(chunk, i, end);
+        const end = this.#emitRun(chunk, i);
+        if (end > i) {
           i = end - 1;
           continue;
         }
@@ -223,32 +222,48 @@ export class DataReader {
     return { status: "more", body: this.#takeOutput(), leftover: EMPTY };
   }
 
-  /** Index of the next CR or LF at or after `from` (or the chunk's end): the octets before it are plain text. */
-  #ordinaryRunEnd(chunk: Uint8Array, from: number): number {
-    const cr = chunk.indexOf(CR, from);
-    const lf = chunk.indexOf(LF, from);
-    let end = cr < 0 ? chunk.length : cr;
-    if (lf >= 0 && lf < end) end = lf;
-    return end;
-  }
-
-  /** Emits chunk[from, end), which holds no CR or LF, as #emit would one octet at a time. */
-  #emitRun(chunk: Uint8Array, from: number, end: number): void {
+  /**
+   * Bulk path from `from` (state MID_LINE): emits plain octets and ordinary line breaks (CRLF followed
+   * by an octet that is not ".", CR or LF) exactly as the byte-by-byte state machine would, and stops
+   * at anything that needs it: a CR or LF in any other position, or the end of the chunk. Returns the
+   * index where the state machine takes over (the state is still MID_LINE there).
+   */
+  #emitRun(chunk: Uint8Array, from: number): number {
     const stats = this.#stats;
-    const count = end - from;
-    stats.rawBytes += count;
-    if (!stats.nul || !stats.eightBit) {
-      for (let k = from; k < end; k++) {
-        const b = chunk[k] as number;
-        if (b === 0) stats.nul = true;
-        else if (b >= 0x80) stats.eightBit = true;
+    const limit = Math.min(chunk.length, from + Math.max(0, this.#hardByteCap - stats.rawBytes - 1));
+    let nul = stats.nul;
+    let eightBit = stats.eightBit;
+    let lineLength = this.#lineLength;
+    let longest = stats.longestLine;
+    let k = from;
+    while (k < limit) {
+      const b = chunk[k] as number;
+      if (b === CR) {
+        const next = chunk[k + 2];
+        if (k + 2 < limit && chunk[k + 1] === LF && next !== DOT && next !== CR && next !== LF) {
+          lineLength += 2; // the CRLF ends this line (RFC 5321 2.3.8)
+          if (lineLength > longest) longest = lineLength;
+          lineLength = 0;
+          k += 2;
+          continue;
+        }
+        break;
       }
+      if (b === LF) break;
+      if (b === 0) nul = true;
+      else if (b >= 0x80) eightBit = true;
+      lineLength++;
+      if (lineLength > longest) longest = lineLength;
+      k++;
     }
-    this.#lineLength += count;
-    if (this.#lineLength > stats.longestLine) {
-      stats.longestLine = this.#lineLength;
-      if (this.#lineLength > this.#maxLineLength) stats.lineTooLong = true;
-    }
+    const count = k - from;
+    if (count === 0) return from;
+    stats.rawBytes += count;
+    stats.nul = nul;
+    stats.eightBit = eightBit;
+    this.#lineLength = lineLength;
+    stats.longestLine = longest;
+    if (longest > this.#maxLineLength) stats.lineTooLong = true;
     // Octets up to maxSize are kept; past it only counted (the message will be refused with 552).
     const room = stats.sizeExceeded ? 0 : Math.max(0, Math.min(count, this.#maxSize - stats.size));
     if (room > 0) {
@@ -257,6 +272,7 @@ export class DataReader {
     }
     stats.size += count;
     if (stats.size > this.#maxSize) stats.sizeExceeded = true;
+    return k;
   }
 
   /** Handles an octet that is neither a held CR nor a line-start dot; LF here is always bare. */
