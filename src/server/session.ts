@@ -201,7 +201,11 @@ export class SessionLoop {
   }
 
   /** Reads one command line; handles the line-level errors; null when the session is over. */
-  async #readCommandLine(maxLength: number, tooLong?: Reply): Promise<string | null | typeof ABANDONED> {
+  async #readCommandLine(
+    maxLength: number,
+    tooLong?: Reply,
+    secret = false,
+  ): Promise<string | null | typeof ABANDONED> {
     const { conn, limits } = this.#ctx;
     const timeoutMs = Math.max(1, Math.min(limits.idleTimeoutMs, this.#remaining()));
     if (this.#firstCommand) {
@@ -219,7 +223,10 @@ export class SessionLoop {
     for (;;) {
       try {
         const line = await conn.readLine({ maxLength, timeoutMs });
-        if (limits.wireTrace) this.#ctx.logger.trace("recv", { line: this.#redactLine(line) });
+        if (limits.wireTrace) {
+          // A SASL continuation line is a credential (base64 digest or password): never log it.
+          this.#ctx.logger.trace("recv", { line: secret ? "[redacted]" : this.#redactLine(line) });
+        }
         return line;
       } catch (error) {
         if (error instanceof LineTooLongError) {
@@ -350,7 +357,7 @@ export class SessionLoop {
         return;
       }
       case "continue": {
-        const line = await this.#readCommandLine(effect.maxLength, effect.tooLong);
+        const line = await this.#readCommandLine(effect.maxLength, effect.tooLong, true);
         if (line === null || line === ABANDONED) return;
         await this.#perform(await this.#call(() => effect.next(line)));
         return;
