@@ -205,6 +205,9 @@ export const CONFIG_FIELDS = {
     "RFC 5321 6.3",
   ),
   smtpMinFreeSpace: size("256MiB", 0, "Free disk below which MAIL is refused with 452 4.3.1"),
+  postmasterAddress: optionalText(
+    "Where a bare RCPT TO:<Postmaster> goes (an address in a hosted domain); unset: refused 550 5.1.1",
+  ),
   smtpGreetingDelay: duration("0s", 0, "Pause before the 220 greeting to catch early talkers"),
 
   // ODMR (port 366) and ATRN

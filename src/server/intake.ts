@@ -9,8 +9,9 @@
  *   a path without angle brackets is refused with 501 5.5.4.
  * - 8-bit data without BODY=8BITMIME is accepted and flagged (RFC 5321 2.4 allows either); the
  *   delivery side only sends it to customers that offer 8BITMIME.
- * - A bare `<Postmaster>` (no domain) is refused with 550 5.1.1: this relay has no mailbox of its
- *   own; `postmaster@` every hosted domain is always accepted (RFC 5321 4.5.1).
+ * - A bare `<Postmaster>` (no domain) goes to `postmasterAddress` when configured, else it is refused
+ *   with 550 5.1.1 (this relay has no mailbox of its own); `postmaster@` every hosted domain is always
+ *   accepted (RFC 5321 4.5.1).
  * - No AUTH and no ATRN here: both answer 502 and neither is advertised (RFC 5321 4.2.4).
  */
 import { statfsSync } from "node:fs";
@@ -246,14 +247,19 @@ export class IntakeProtocol implements Protocol {
         // RFC 5321 4.5.3.1.10: too many recipients is 452, and the client goes on with the rest later.
         throw this.#reject(C452TooManyRecipients, "too-many-recipients");
       }
-      if (path.domain === "") throw this.#reject(C550UnknownRecipient, "bare-postmaster");
-      const verdict = this.#deps.store.recipientVerdict(path.domainLower, path.localPart);
+      // RFC 5321 4.5.1: `<Postmaster>` without a domain is this server's postmaster. The relay has
+      // no mailbox of its own, so it goes to postmasterAddress (in a hosted domain) when configured.
+      const target = path.domain === ""
+        ? this.#postmaster()
+        : { address: path.address, domain: path.domainLower, localPart: path.localPart };
+      if (!target) throw this.#reject(C550UnknownRecipient, "bare-postmaster");
+      const verdict = this.#deps.store.recipientVerdict(target.domain, target.localPart);
       if (verdict === "unknown-domain") throw this.#reject(C550RelayDenied, "relay-denied");
       if (verdict === "unknown-mailbox") throw this.#reject(C550UnknownRecipient, "unknown-mailbox");
-      if (!tx.recipients.some((r) => r.address === path.address)) {
+      if (!tx.recipients.some((r) => r.address === target.address)) {
         tx.recipients.push({
-          address: path.address,
-          domain: path.domainLower,
+          address: target.address,
+          domain: target.domain,
           notify: params.notify ? params.notify.join(",") : null,
           orcpt: params.orcpt ? `${params.orcpt.addrType};${params.orcpt.address}` : null,
         });
@@ -263,6 +269,14 @@ export class IntakeProtocol implements Protocol {
       tx.refusedRecipients++;
       throw error;
     }
+  }
+
+  /** The configured postmaster mailbox, split for the recipient check; null when none. */
+  #postmaster(): { address: string; domain: string; localPart: string } | null {
+    const address = this.#deps.config.postmasterAddress;
+    const at = address?.lastIndexOf("@") ?? -1;
+    if (!address || at <= 0) return null;
+    return { address, domain: address.slice(at + 1).toLowerCase(), localPart: address.slice(0, at) };
   }
 
   #reject(reply: Reply, reason: string): SmtpError {
