@@ -9,12 +9,16 @@
 // Counting: both runners write JUnit XML; we count LEAF test cases (Deno also lists each
 // describe() block as a case, Bun does not), so the two runtimes' numbers are comparable.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 
 const root = new URL("..", import.meta.url).pathname;
 const bin = (name) => join(root, "node_modules", ".bin", name);
-const paths = process.argv.slice(2).length ? process.argv.slice(2) : ["test/"];
+// `bun test` matches its arguments as path substrings ("test/cli" would also pick test/client/),
+// so directories get a trailing slash; Deno accepts both forms.
+const paths = (process.argv.slice(2).length ? process.argv.slice(2) : ["test/"]).map((p) =>
+  existsSync(p) && statSync(p).isDirectory() && !p.endsWith("/") ? `${p}/` : p
+);
 const runtimes = (process.env.TEST_RUNTIMES ?? "deno,bun").split(",").map((s) => s.trim()).filter(Boolean);
 const outDir = join(root, "test-artifacts");
 mkdirSync(outDir, { recursive: true });

@@ -1,7 +1,7 @@
 /** The command table: every CLI command, in the order `--help` lists them. */
 import type { Command } from "./command.ts";
 import { checkConfig, migrateCommand, version } from "./admin.ts";
-import { domainAdd, domainList, domainRemove } from "./domain.ts";
+import { domainAdd, domainList, domainRemove, domainSet } from "./domain.ts";
 import {
   domainHold,
   domainRelease,
@@ -25,6 +25,7 @@ export const COMMANDS: Command[] = [
   userList,
   domainAdd,
   domainRemove,
+  domainSet,
   domainList,
   domainHold,
   domainRelease,

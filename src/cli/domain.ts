@@ -1,4 +1,5 @@
 /** `domain add|remove|list`: hosted domains (what the intake accepts and an account may ATRN). */
+import { formatDuration, formatSize, parseDuration, parseSize } from "../config/units.ts";
 import { isValidDomain } from "../smtp/domain.ts";
 import { type Command, noExtraPositionals, positional, table, UsageError } from "./command.ts";
 import { configFromArgs, DATA_OPTIONS } from "./config_args.ts";
@@ -71,7 +72,7 @@ export const domainList: Command = {
       if (args.values.json) io.out(JSON.stringify(rows, null, 2));
       else {
         io.out(table(
-          ["DOMAIN", "USER", "QUEUED", "BYTES", "HOLD", "RECIPIENTS"],
+          ["DOMAIN", "USER", "QUEUED", "BYTES", "HOLD", "RECIPIENTS", "RETENTION", "QUOTA"],
           rows.map((d) => [
             d.name,
             d.username,
@@ -79,12 +80,73 @@ export const domainList: Command = {
             d.queuedBytes,
             d.hold ? "held" : "-",
             d.catchAll ? "catch-all" : `${d.mailboxes} mailbox(es)`,
+            d.retentionMs === null ? "default" : formatDuration(d.retentionMs),
+            d.quotaBytes === null ? "none" : formatSize(d.quotaBytes),
           ]),
         ));
       }
     } finally {
       store.database.close();
     }
+    return 0;
+  },
+};
+
+export const domainSet: Command = {
+  name: "domain set",
+  summary: "Change a domain's queue lifetime, queue quota, or accepted mailboxes",
+  usage: "domain set DOMAIN [--retention DURATION|default] [--quota SIZE|none] " +
+    "[--mailboxes a,b,c | --catch-all] [--data-dir DIR]",
+  options: {
+    ...DATA_OPTIONS,
+    retention: { type: "string" },
+    quota: { type: "string" },
+    mailboxes: { type: "string" },
+    "catch-all": { type: "boolean" },
+  },
+  run(args, io) {
+    const domain = positional(args, 0, "DOMAIN", this.name).toLowerCase();
+    noExtraPositionals(args, 1, this.name);
+    const v = args.values;
+    const changes: { retentionMs?: number | null; quotaBytes?: number | null; mailboxes?: string[] | null } =
+      {};
+    if (typeof v.retention === "string") {
+      const ms = v.retention === "default" ? null : parseDuration(v.retention);
+      if (v.retention !== "default" && (ms === null || ms < 60_000)) {
+        throw new UsageError(
+          `${this.name}: --retention must be a duration of at least 1m (like 7d), or "default"`,
+        );
+      }
+      changes.retentionMs = ms;
+    }
+    if (typeof v.quota === "string") {
+      const bytes = v.quota === "none" ? null : parseSize(v.quota);
+      if (v.quota !== "none" && (bytes === null || bytes <= 0)) {
+        throw new UsageError(`${this.name}: --quota must be a size like 500MiB, or "none"`);
+      }
+      changes.quotaBytes = bytes;
+    }
+    if (typeof v.mailboxes === "string" && v["catch-all"]) {
+      throw new UsageError(`${this.name}: give --mailboxes or --catch-all, not both`);
+    }
+    if (typeof v.mailboxes === "string") {
+      const list = v.mailboxes.split(",").map((m) => m.trim()).filter((m) => m !== "");
+      if (list.length === 0) throw new UsageError(`${this.name}: --mailboxes needs at least one local part`);
+      changes.mailboxes = list;
+    }
+    if (v["catch-all"]) changes.mailboxes = null;
+    if (Object.keys(changes).length === 0) {
+      throw new UsageError(
+        `${this.name}: nothing to change (--retention, --quota, --mailboxes or --catch-all)`,
+      );
+    }
+    const store = openStore(configFromArgs(args, io).config.dataDir);
+    try {
+      store.updateDomain(domain, changes);
+    } finally {
+      store.database.close();
+    }
+    io.out(`domain ${domain} updated`);
     return 0;
   },
 };

@@ -43,6 +43,10 @@ export interface DomainInfo {
   hold: boolean;
   catchAll: boolean;
   mailboxes: number;
+  /** Queue lifetime override in ms (null: the global queueLifetime). */
+  retentionMs: number | null;
+  /** Queue quota in bytes (null: none). */
+  quotaBytes: number | null;
   queuedRecipients: number;
   queuedBytes: number;
   createdAt: number;
@@ -167,7 +171,7 @@ export interface QueueListRow {
 }
 
 /** Recipient validation verdict for RCPT (policy maps it to a reply). */
-export type RecipientVerdict = "accept" | "unknown-domain" | "unknown-mailbox";
+export type RecipientVerdict = "accept" | "unknown-domain" | "unknown-mailbox" | "over-quota";
 
 /** An error the caller should show as-is (admin commands). */
 export class StoreError extends Error {
@@ -190,7 +194,9 @@ export class QueueStore {
     this.#clock = clock;
     const raw = open.raw;
     this.#stmts = {
-      domainPolicy: raw.prepare("SELECT catch_all AS catchAll FROM domains WHERE name = ?"),
+      domainPolicy: raw.prepare(
+        "SELECT catch_all AS catchAll, quota_bytes AS quotaBytes, queued_bytes AS queuedBytes FROM domains WHERE name = ?",
+      ),
       mailboxExists: raw.prepare("SELECT 1 AS ok FROM domain_mailboxes WHERE domain = ? AND local_part = ?"),
       insertMessage: raw.prepare(
         "INSERT INTO messages (received_at, mail_from, size, body_inline, chunk_count, client_ip, client_helo, " +
@@ -383,6 +389,8 @@ export class QueueStore {
       hold: d.hold,
       catchAll: d.catchAll,
       mailboxes,
+      retentionMs: d.retentionMs,
+      quotaBytes: d.quotaBytes,
       queuedRecipients: d.queuedRecipients,
       queuedBytes: d.queuedBytes,
       createdAt: d.createdAt,
@@ -407,13 +415,46 @@ export class QueueStore {
   }
 
   /** RCPT-time recipient validation: hosted domain, and mailbox when the domain is not catch-all. */
-  recipientVerdict(domain: string, localPart: string): RecipientVerdict {
-    const row = this.#stmts.domainPolicy.get(domain.toLowerCase()) as { catchAll: number } | undefined;
+  recipientVerdict(domain: string, localPart: string, incomingBytes = 0): RecipientVerdict {
+    const row = this.#stmts.domainPolicy.get(domain.toLowerCase()) as
+      | { catchAll: number; quotaBytes: number | null; queuedBytes: number }
+      | undefined;
     if (!row) return "unknown-domain";
-    if (row.catchAll) return "accept";
-    // RFC 5321 4.5.1: postmaster must be accepted for every served domain.
-    if (localPart.toLowerCase() === "postmaster") return "accept";
-    return this.#stmts.mailboxExists.get(domain.toLowerCase(), localPart) ? "accept" : "unknown-mailbox";
+    if (
+      !row.catchAll && localPart.toLowerCase() !== "postmaster" &&
+      !this.#stmts.mailboxExists.get(domain.toLowerCase(), localPart)
+    ) {
+      // RFC 5321 4.5.1: postmaster must be accepted for every served domain.
+      return "unknown-mailbox";
+    }
+    // A domain over its queue quota is full for now: the customer has to collect first.
+    if (row.quotaBytes !== null && row.queuedBytes + incomingBytes > row.quotaBytes) return "over-quota";
+    return "accept";
+  }
+
+  /**
+   * Changes a domain's settings: queue lifetime override (null: the global queueLifetime), queue
+   * quota in bytes (null: none), accepted mailboxes (null: catch-all). Omitted fields stay as they are.
+   */
+  updateDomain(
+    name: string,
+    changes: { retentionMs?: number | null; quotaBytes?: number | null; mailboxes?: string[] | null },
+  ): void {
+    const domain = name.toLowerCase();
+    if (!this.hasDomain(domain)) throw new StoreError(`No domain ${domain}`, "not-found");
+    this.transaction(() => {
+      const set: Partial<typeof domains.$inferInsert> = {};
+      if (changes.retentionMs !== undefined) set.retentionMs = changes.retentionMs;
+      if (changes.quotaBytes !== undefined) set.quotaBytes = changes.quotaBytes;
+      if (changes.mailboxes !== undefined) {
+        set.catchAll = changes.mailboxes === null;
+        this.db.delete(domainMailboxes).where(eq(domainMailboxes.domain, domain)).run();
+        for (const localPart of changes.mailboxes ?? []) {
+          this.db.insert(domainMailboxes).values({ domain, localPart }).onConflictDoNothing().run();
+        }
+      }
+      if (Object.keys(set).length > 0) this.db.update(domains).set(set).where(eq(domains.name, domain)).run();
+    });
   }
 
   // ------------------------------------------------------------------ intake

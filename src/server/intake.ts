@@ -41,6 +41,7 @@ import {
   C421ShuttingDown,
   C451LocalError,
   C452InsufficientStorage,
+  C452QuotaExceeded,
   C452TooManyRecipients,
   C500SyntaxError,
   C501HeloSyntax,
@@ -253,9 +254,10 @@ export class IntakeProtocol implements Protocol {
         ? this.#postmaster()
         : { address: path.address, domain: path.domainLower, localPart: path.localPart };
       if (!target) throw this.#reject(C550UnknownRecipient, "bare-postmaster");
-      const verdict = this.#deps.store.recipientVerdict(target.domain, target.localPart);
+      const verdict = this.#deps.store.recipientVerdict(target.domain, target.localPart, tx.params.size ?? 0);
       if (verdict === "unknown-domain") throw this.#reject(C550RelayDenied, "relay-denied");
       if (verdict === "unknown-mailbox") throw this.#reject(C550UnknownRecipient, "unknown-mailbox");
+      if (verdict === "over-quota") throw this.#reject(C452QuotaExceeded, "over-quota");
       if (!tx.recipients.some((r) => r.address === target.address)) {
         tx.recipients.push({
           address: target.address,

@@ -138,6 +138,13 @@ export const C452TooManyRecipients = define(452, "4.5.3", "Error: too many recip
 /** `452 4.3.1 Error: insufficient system storage` (RFC 5321 4.2.3; RFC 1870 6.2). */
 export const C452InsufficientStorage = define(452, "4.3.1", "Error: insufficient system storage");
 
+/** `452 4.2.2` the domain's queue is over its quota: temporary until the customer collects (RFC 3463 X.2.2). */
+export const C452QuotaExceeded = define(
+  452,
+  "4.2.2",
+  "Error: the domain's mail queue is full, try again later",
+);
+
 /**
  * `453 4.2.0 You have no mail` (RFC 2645 5.2.1). No enhanced code is registered for "no mail";
  * X.2.0 ("other mailbox status") is the closest fit (PROTOCOL 1.7).

@@ -101,3 +101,59 @@ describe("cli", () => {
     assert.match(r.out, /configuration OK/);
   });
 });
+
+describe("cli domain set", () => {
+  test("sets and clears retention, quota and mailboxes; bad values exit 2", async () => {
+    const dir = tempDir();
+    assert.equal(
+      (await cli(["user", "add", "alice", "--password-stdin", "--data-dir", dir], "long enough secret")).code,
+      0,
+    );
+    assert.equal((await cli(["domain", "add", "a.test", "--user", "alice", "--data-dir", dir])).code, 0);
+    const set = await cli([
+      "domain",
+      "set",
+      "a.test",
+      "--retention",
+      "7d",
+      "--quota",
+      "1GiB",
+      "--mailboxes",
+      "info,sales",
+      "--data-dir",
+      dir,
+    ]);
+    assert.equal(set.code, 0, set.err);
+    const [d] = JSON.parse((await cli(["domain", "list", "--json", "--data-dir", dir])).out);
+    assert.deepEqual([d.retentionMs, d.quotaBytes, d.catchAll, d.mailboxes], [
+      7 * 86_400_000,
+      1024 ** 3,
+      false,
+      2,
+    ]);
+    assert.equal(
+      (await cli([
+        "domain",
+        "set",
+        "a.test",
+        "--retention",
+        "default",
+        "--quota",
+        "none",
+        "--catch-all",
+        "--data-dir",
+        dir,
+      ])).code,
+      0,
+    );
+    const [e] = JSON.parse((await cli(["domain", "list", "--json", "--data-dir", dir])).out);
+    assert.deepEqual([e.retentionMs, e.quotaBytes, e.catchAll], [null, null, true]);
+    for (
+      const bad of [["--retention", "soon"], ["--quota", "lots"], ["--mailboxes", "a", "--catch-all"], []]
+    ) {
+      const r = await cli(["domain", "set", "a.test", ...bad, "--data-dir", dir]);
+      assert.equal(r.code, 2, `${bad.join(" ")}: ${r.err}`);
+    }
+    assert.equal((await cli(["domain", "set", "nope.test", "--quota", "1MiB", "--data-dir", dir])).code, 1);
+  });
+});

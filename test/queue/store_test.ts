@@ -282,3 +282,24 @@ describe("queue administration", () => {
     reopened.database.close();
   });
 });
+
+describe("domain settings", () => {
+  test("updateDomain changes retention, quota and mailboxes; quota refuses new mail at RCPT", () => {
+    const { store } = seeded();
+    store.updateDomain("a.test", { retentionMs: 7 * 86_400_000, quotaBytes: 150, mailboxes: ["info"] });
+    const a = store.listDomains().find((d) => d.name === "a.test")!;
+    assert.deepEqual([a.retentionMs, a.quotaBytes, a.catchAll, a.mailboxes], [7 * 86_400_000, 150, false, 1]);
+    assert.equal(store.recipientVerdict("a.test", "info"), "accept");
+    assert.equal(store.recipientVerdict("a.test", "other"), "unknown-mailbox");
+    assert.equal(
+      store.recipientVerdict("a.test", "info", 200),
+      "over-quota",
+      "a declared SIZE over the quota",
+    );
+    store.enqueue(incoming("s@x.test", ["info@a.test"]), bodyOf("x".repeat(160)));
+    assert.equal(store.recipientVerdict("a.test", "info"), "over-quota", "the queue is over the quota");
+    store.updateDomain("a.test", { quotaBytes: null, mailboxes: null, retentionMs: null });
+    assert.equal(store.recipientVerdict("a.test", "anyone"), "accept");
+    assert.throws(() => store.updateDomain("nope.test", { quotaBytes: 1 }), /No domain/);
+  });
+});
