@@ -15,6 +15,7 @@ import {
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
   LineConnection,
   type LineConnectionOptions,
+  normalizeAddress,
 } from "./line_connection.ts";
 
 /** Why a connection was refused at connect time. */
@@ -98,6 +99,9 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
   };
   let nextId = 1;
   let closing = false;
+  /** Implicit-TLS sockets still in their handshake (counted against the limits, destroyed by closeAll). */
+  const handshaking = new Set<net.Socket>();
+  const handshakingPerIp = new Map<string, number>();
 
   const handle = async (socket: net.Socket): Promise<void> => {
     socket.on("error", noop);
@@ -109,15 +113,31 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
     let conn: LineConnection;
     const connOptions: LineConnectionOptions & { handshakeTimeoutMs?: number } = { ...options.connection };
     if (options.tls) {
+      // A socket still in its TLS handshake counts against the limits too, or anyone could hold
+      // unlimited half-open handshakes before a limit applies. No 421 can be said before TLS is up,
+      // so an over-limit handshake is simply closed.
+      const ip = normalizeAddress(socket.remoteAddress ?? "");
+      const ipPending = handshakingPerIp.get(ip) ?? 0;
+      if (
+        live.size + handshaking.size >= maxTotal || (perIp.get(ip) ?? 0) + ipPending >= maxPerIp
+      ) {
+        socket.destroy();
+        return;
+      }
+      handshaking.add(socket);
+      handshakingPerIp.set(ip, ipPending + 1);
       connOptions.handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
-      const pending = LineConnection.acceptTls(socket, options.tls, connOptions);
-      // count the handshaking socket against nothing, but make closeAll() reach it
       try {
-        conn = await pending;
+        conn = await LineConnection.acceptTls(socket, options.tls, connOptions);
       } catch (err) {
         report(err, undefined);
         socket.destroy();
         return;
+      } finally {
+        handshaking.delete(socket);
+        const n = (handshakingPerIp.get(ip) ?? 1) - 1;
+        if (n <= 0) handshakingPerIp.delete(ip);
+        else handshakingPerIp.set(ip, n);
       }
     } else {
       conn = new LineConnection(socket, connOptions);
@@ -218,6 +238,7 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
     close,
     async closeAll(opts: { graceMs?: number } = {}): Promise<void> {
       await close();
+      for (const socket of handshaking) socket.destroy();
       await Promise.all([...everything].map((c) => c.close(opts.graceMs)));
       await serverClosed;
     },

@@ -31,6 +31,17 @@ export function expireRecipients(store: QueueStore, lifetimeMs: number, clock: C
   return expired;
 }
 
+/** How long ATRN session history is kept (for /status and "last collected"). */
+export const ATRN_HISTORY_MS = 30 * 86_400_000;
+
+/** Deletes ATRN session records older than `keepMs`; returns how many. */
+export function pruneAtrnHistory(store: QueueStore, keepMs: number, clock: Clock): number {
+  const cutoff = clock.now() - keepMs;
+  return Number(
+    store.database.raw.prepare("DELETE FROM atrn_sessions WHERE started_at < ?").run(cutoff).changes,
+  );
+}
+
 /** Starts the periodic housekeeping; returns a function that stops it. */
 export function startHousekeeping(
   store: QueueStore,
@@ -42,6 +53,7 @@ export function startHousekeeping(
       for (const [domain, count] of expireRecipients(store, options.lifetimeMs, clock)) {
         options.logger.warn("recipients expired", { domain, count });
       }
+      pruneAtrnHistory(store, ATRN_HISTORY_MS, clock);
       // auto_vacuum=INCREMENTAL: give back up to 1000 free pages per tick without a full VACUUM.
       store.database.raw.exec("PRAGMA incremental_vacuum(1000)");
     } catch (error) {

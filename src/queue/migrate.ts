@@ -39,6 +39,12 @@ export function migrate(
   for (let index = current; index < migrations.length; index++) {
     const migration = migrations[index]!;
     db.exec("BEGIN IMMEDIATE");
+    // Another process (serve and a CLI command started together) may have applied it meanwhile:
+    // re-read the version under the write lock.
+    if (schemaVersion(db) > index) {
+      db.exec("COMMIT");
+      continue;
+    }
     try {
       for (const statement of migration.statements) db.exec(statement);
       db.prepare("INSERT INTO schema_migrations (version, tag, hash, applied_at) VALUES (?, ?, ?, ?)")

@@ -307,11 +307,14 @@ export class IntakeProtocol implements Protocol {
       // RFC 5321 3.3: 554 when every RCPT was refused, 503 when none was sent.
       return { reply: tx.refusedRecipients > 0 ? C554NoValidRecipients : C503NeedRcpt };
     }
-    return { reply: C354StartInput, effect: { kind: "data", receive: () => this.#receive(tx) } };
+    return {
+      reply: C354StartInput,
+      effect: { kind: "data", receive: (budget) => this.#receive(tx, budget) },
+    };
   }
 
   /** Streams the message into the spool, checks it, commits it, and answers the final dot. */
-  async #receive(tx: Transaction): Promise<HandlerResult> {
+  async #receive(tx: Transaction, budget: { remainingMs: () => number }): Promise<HandlerResult> {
     const { config, store, state, logger } = this.#deps;
     const now = this.#deps.now?.() ?? new Date();
     const tid = `${this.#cid}.${++this.#txCount}`;
@@ -341,12 +344,24 @@ export class IntakeProtocol implements Protocol {
         recipients: tx.recipients.map((r) => r.address),
         date: now,
       })));
+      let spoolError: unknown = null;
       for (;;) {
-        const chunk = await this.#conn.readChunk({ timeoutMs: config.smtpDataTimeout });
+        // Each read waits at most smtpDataTimeout, and never past the whole-session cap: a client that
+        // drips one byte at a time cannot hold the connection forever.
+        const timeoutMs = Math.max(1, Math.min(config.smtpDataTimeout, budget.remainingMs()));
+        const chunk = await this.#conn.readChunk({ timeoutMs });
         const result = reader.push(chunk);
         if (result.body.length > 0) {
           if (!hops.headerEnded) hops.push(result.body);
-          if (!reader.stats.sizeExceeded) spool.write(result.body);
+          if (!reader.stats.sizeExceeded && spoolError === null) {
+            try {
+              spool.write(result.body);
+            } catch (error) {
+              // Disk full or out of file handles: keep reading to the real end of the data so the
+              // session stays in step, then refuse with a temporary error (the client retries).
+              spoolError = error;
+            }
+          }
         }
         if (result.status === "abort") {
           state.messages.inc("rejected-size-abort");
@@ -360,6 +375,11 @@ export class IntakeProtocol implements Protocol {
       }
       const stats = reader.stats;
       state.bytesReceived += stats.rawBytes;
+      if (spoolError !== null) {
+        state.messages.inc("rejected-storage-error");
+        logger.error("spool write failed", { tid, error: String(spoolError) });
+        return { reply: C451LocalError };
+      }
       const refusal = dataRejection(stats);
       if (refusal) {
         state.messages.inc(

@@ -54,6 +54,7 @@ import {
   C535AuthFailed,
   C554TlsAlreadyActive,
   type Reply,
+  SmtpError,
 } from "../smtp/reply_codes.ts";
 import type { AuthThrottle } from "./sasl/auth_throttle.ts";
 import { encodeBase64 } from "./sasl/base64.ts";
@@ -127,7 +128,7 @@ export class OdmrProtocol implements Protocol {
       // RFC 2645 5.1.1: AUTH and ATRN are extensions, so the customer must use EHLO.
       HELO: notHere,
       AUTH: (arg) => this.#auth(arg),
-      ATRN: (arg) => this.#atrn(arg),
+      ATRN: (arg) => this.#atrnOr451(arg),
       STARTTLS: (arg) => this.#startTls(arg),
       NOOP: () => ({ reply: C250Ok }),
       RSET: (arg) => ({ reply: arg ? C501NoArguments("RSET") : C250Ok }),
@@ -268,13 +269,9 @@ export class OdmrProtocol implements Protocol {
       challenge,
       response.digest,
     );
-    if (!account || !ok || account.disabled) {
-      return await this.#failed(
-        response.username,
-        !account ? "unknown-user" : account.disabled ? "disabled" : "bad-secret",
-      );
-    }
-    return this.#succeeded(account, "CRAM-MD5");
+    const refusal = this.#refusal(account, ok);
+    if (refusal) return await this.#failed(response.username, refusal);
+    return this.#succeeded(account!, "CRAM-MD5");
   }
 
   async #plainResponse(line: string): Promise<HandlerResult> {
@@ -293,22 +290,25 @@ export class OdmrProtocol implements Protocol {
       account?.passwordHash ?? this.#deps.dummyPasswordHash,
       ENCODER.encode(password),
     );
-    if (!account || !ok || account.disabled) {
-      return await this.#failed(
-        username,
-        !account ? "unknown-user" : account.disabled ? "disabled" : "bad-secret",
-      );
-    }
-    return this.#succeeded(account, "PLAIN");
+    const refusal = this.#refusal(account, ok);
+    if (refusal) return await this.#failed(username, refusal);
+    return this.#succeeded(account!, "PLAIN");
+  }
+
+  /**
+   * Why a verified attempt is refused, or null to accept. An account locked by recent failures
+   * (from anywhere) refuses even the right secret, with the SAME 535 and delay as a wrong one, so
+   * the lock never tells a guesser that a guess was right (PROTOCOL 7 #14).
+   */
+  #refusal(account: Account | null, secretOk: boolean): string | null {
+    if (!account) return "unknown-user";
+    if (!secretOk) return "bad-secret";
+    if (account.disabled) return "disabled";
+    if (this.#deps.throttle.isAccountLocked(account.username)) return "account-locked";
+    return null;
   }
 
   #succeeded(account: Account, mechanism: string): HandlerResult {
-    if (this.#deps.throttle.isAccountLocked(account.username)) {
-      // Too many recent failures for this account from anywhere: refuse even a correct secret
-      // for the rest of the window (RFC 4954 4 allows temporary failure here).
-      this.#deps.state.authFailures.inc("account-locked");
-      return { reply: C454AuthTemporaryFailure };
-    }
     this.#account = account;
     this.#deps.throttle.recordSuccess(this.#conn.remoteAddress);
     this.#deps.logger.info("authenticated", { user: account.username, mechanism, tls: this.#conn.isTls });
@@ -319,7 +319,9 @@ export class OdmrProtocol implements Protocol {
     const { throttle, state, logger } = this.#deps;
     const ip = this.#conn.remoteAddress;
     const delay = throttle.delayMsFor(ip, username ?? undefined);
-    throttle.recordFailure(ip, username ?? undefined);
+    // A right secret refused only because of the lock is not counted again: the owner retrying
+    // must not keep their own account locked.
+    if (reason !== "account-locked") throttle.recordFailure(ip, username ?? undefined);
     this.#authFailures++;
     state.authFailures.inc(reason);
     logger.info("authentication failed", { user: username ?? undefined, reason, delayMs: delay });
@@ -332,6 +334,17 @@ export class OdmrProtocol implements Protocol {
   }
 
   // ------------------------------------------------------------------- ATRN
+
+  /** RFC 2645 5.2.1: when access cannot be checked now (database busy or failing), 451. */
+  #atrnOr451(arg: string): HandlerResult {
+    try {
+      return this.#atrn(arg);
+    } catch (error) {
+      if (error instanceof SmtpError) throw error;
+      this.#deps.logger.error("ATRN failed", { error: String(error) });
+      return { reply: C451AtrnUnavailable };
+    }
+  }
 
   #atrn(arg: string): HandlerResult {
     const { store, leases, config, logger, state } = this.#deps;
@@ -392,7 +405,18 @@ export class OdmrProtocol implements Protocol {
       sessionLogger.info("atrn session ended", { ...report, user: account.username });
       await this.#conn.close();
     };
-    return { reply: C250AtrnReversing, effect: { kind: "turn", run } };
+    // The 250 could not be written (the customer is gone): free the domains at once and record it.
+    const abandon = () => {
+      leases.release(owner);
+      save({
+        delivered: 0,
+        deferred: 0,
+        failed: 0,
+        outcome: "error",
+        detail: "connection lost before the turn",
+      });
+    };
+    return { reply: C250AtrnReversing, effect: { kind: "turn", run, abandon } };
   }
 
   #now(): number {

@@ -41,8 +41,11 @@ export type Effect =
   | { kind: "close" }
   /** The reply was `220 Ready to start TLS`: upgrade, then forget the session state (RFC 3207 4.2). */
   | { kind: "startTls" }
-  /** The reply was 354: the session reads the message and returns the reply to the final dot. */
-  | { kind: "data"; receive: () => Promise<HandlerResult> }
+  /**
+   * The reply was 354: the session reads the message and returns the reply to the final dot.
+   * `remainingMs` is the time left under the whole-session cap (reads must not outlast it).
+   */
+  | { kind: "data"; receive: (budget: { remainingMs: () => number }) => Promise<HandlerResult> }
   /** The reply was a 334 challenge: the next line is the client's response (RFC 4954 4). */
   | {
     kind: "continue";
@@ -51,8 +54,11 @@ export type Effect =
     /** Reply to a line over maxLength; it also ends the exchange (RFC 4954 4: 500 5.5.6). */
     tooLong?: Reply;
   }
-  /** The reply was `250` to ATRN: hand the connection over (RFC 2645 5.2.1); the session then ends. */
-  | { kind: "turn"; run: () => Promise<void> };
+  /**
+   * The reply was `250` to ATRN: hand the connection over (RFC 2645 5.2.1); the session then ends.
+   * `abandon` runs instead of `run` when the 250 could not be written (the peer is gone).
+   */
+  | { kind: "turn"; run: () => Promise<void>; abandon: () => void };
 
 /** A handler's answer: a reply (null when the effect answers itself) and an optional effect. */
 export interface HandlerResult {
@@ -207,8 +213,9 @@ export class SessionLoop {
     secret = false,
   ): Promise<string | null | typeof ABANDONED> {
     const { conn, limits } = this.#ctx;
-    const timeoutMs = Math.max(1, Math.min(limits.idleTimeoutMs, this.#remaining()));
+    let timeoutMs = Math.max(1, Math.min(limits.idleTimeoutMs, this.#remaining()));
     if (this.#firstCommand) {
+      const waitStarted = this.#now();
       this.#firstCommand = false;
       // PROTOCOL 7 #10: a TLS ClientHello (0x16) or SSLv2 hello on the plaintext port gets 221 and close.
       if (!conn.isTls && await conn.waitForInput(timeoutMs)) {
@@ -219,6 +226,8 @@ export class SessionLoop {
           return null;
         }
       }
+      // One idle deadline covers the wait above and the read below.
+      timeoutMs = Math.max(1, timeoutMs - (this.#now() - waitStarted));
     }
     for (;;) {
       try {
@@ -287,7 +296,9 @@ export class SessionLoop {
       return void await this.#fatal(C221ForbiddenCommand, "HTTP request on an SMTP port");
     }
     const invalid = findInvalidCommandChar(line, { allowNonAscii: protocol.allowsNonAscii?.(verb) ?? false });
-    if (invalid !== null) {
+    // U+FFFD is what the line decoder puts in place of invalid UTF-8 (RFC 6531 3.3 requires valid
+    // UTF-8): refuse rather than accept an address the sender never wrote.
+    if (invalid !== null || line.includes("\uFFFD")) {
       // RFC 5321 4.1.2: invalid characters with no other reason to refuse get 501.
       await this.#replyError(C501InvalidCharacters);
       return;
@@ -329,6 +340,17 @@ export class SessionLoop {
   async #perform(result: HandlerResult): Promise<void> {
     const { reply, effect } = result;
     if (effect?.kind === "startTls" && reply) return await this.#startTls(reply);
+    if (effect?.kind === "turn" && reply) {
+      try {
+        await this.send(reply);
+      } catch (error) {
+        effect.abandon(); // release what the handler took (the domain leases)
+        throw error;
+      }
+      this.#closing = true;
+      await effect.run();
+      return;
+    }
     if (reply) {
       if (reply.code >= 400) {
         if (!(await this.#replyError(reply))) return;
@@ -346,7 +368,7 @@ export class SessionLoop {
         this.#inData = true;
         let after: HandlerResult;
         try {
-          after = await this.#call(effect.receive);
+          after = await this.#call(() => effect.receive({ remainingMs: () => this.#remaining() }));
         } finally {
           this.#inData = false;
         }

@@ -59,7 +59,8 @@ export async function startSmtpService(options: ServiceOptions): Promise<SmtpSer
   const listener: Listener = await startListener({
     host: options.listen.host,
     port: options.listen.port,
-    ...(options.implicitTls ? { tls: options.implicitTls } : {}),
+    // 10 s for an implicit-TLS handshake: real clients need milliseconds; idle sockets go quickly.
+    ...(options.implicitTls ? { tls: options.implicitTls, handshakeTimeoutMs: 10_000 } : {}),
     maxConnections: options.maxConnections,
     maxConnectionsPerIp: options.maxConnectionsPerIp,
     connection: { maxLineLength: options.maxLineLength },

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { EXPIRED_TEXT, expireRecipients } from "../../src/queue/housekeeping.ts";
+import { EXPIRED_TEXT, expireRecipients, pruneAtrnHistory } from "../../src/queue/housekeeping.ts";
 import { bodyOf, incoming, tempStore, testSecrets } from "../support/store.ts";
 
 test("recipients older than the lifetime (or the domain's override) are failed with 4.4.7", () => {
@@ -23,4 +23,30 @@ test("recipients older than the lifetime (or the domain's override) are failed w
   assert.ok(rcpts.every((r) => r.status === "failed" && r.lastText === EXPIRED_TEXT));
   assert.equal(store.totals().queuedRecipients, 1);
   assert.equal(expireRecipients(store, 6_000, clock).size, 0, "a second pass finds nothing");
+});
+
+test("ATRN history older than the retention is pruned", () => {
+  let now = 0;
+  const clock = { now: () => now };
+  const { store } = tempStore(clock);
+  const record = (startedAt: number) =>
+    store.recordAtrnSession({
+      accountId: null,
+      username: "x",
+      domains: [],
+      peer: "127.0.0.1",
+      tls: false,
+      startedAt,
+      endedAt: startedAt,
+      delivered: 0,
+      deferred: 0,
+      failed: 0,
+      outcome: "refused",
+      detail: null,
+    });
+  record(1_000);
+  record(50_000);
+  now = 60_000;
+  assert.equal(pruneAtrnHistory(store, 20_000, clock), 1);
+  assert.equal(store.recentAtrnSessions(10).length, 1);
 });
