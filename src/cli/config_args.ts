@@ -3,7 +3,7 @@
  * `--config FILE`. Commands that only need the data directory take `--data-dir` and `--config`.
  */
 import type { ParseArgsConfig } from "node:util";
-import { CONFIG_FIELDS, type ConfigKey, flagName } from "../config/fields.ts";
+import { CONFIG_FIELDS, type ConfigKey, flagName, SECRET_FIELDS } from "../config/fields.ts";
 import { loadConfig, type LoadedConfig } from "../config/load.ts";
 import type { CliIo, ParsedArgs } from "./command.ts";
 
@@ -13,6 +13,7 @@ type Options = NonNullable<ParseArgsConfig["options"]>;
 export function allConfigOptions(): Options {
   const options: Options = { config: { type: "string", short: "c" } };
   for (const [key, field] of Object.entries(CONFIG_FIELDS)) {
+    if (SECRET_FIELDS.has(key)) continue;
     options[flagName(key)] = { type: field.kind === "boolean" ? "boolean" : "string" };
   }
   return options;
@@ -28,6 +29,7 @@ export const DATA_OPTIONS: Options = {
 export function configFromArgs(args: ParsedArgs, io: CliIo): LoadedConfig {
   const flags: Partial<Record<ConfigKey, string | boolean>> = {};
   for (const key of Object.keys(CONFIG_FIELDS) as ConfigKey[]) {
+    if (SECRET_FIELDS.has(key)) continue;
     const value = args.values[flagName(key)];
     if (typeof value === "string" || typeof value === "boolean") flags[key] = value;
   }

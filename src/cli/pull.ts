@@ -2,7 +2,7 @@
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { parseListen } from "../config/fields.ts";
-import { parseDuration } from "../config/units.ts";
+import { MAX_TIMER_MS, parseDuration } from "../config/units.ts";
 import { pull } from "../customer/pull.ts";
 import { Logger } from "../log/logger.ts";
 import { type Command, noExtraPositionals, UsageError } from "./command.ts";
@@ -12,7 +12,7 @@ export const pullCommand: Command = {
   summary: "Act as the ODMR customer: AUTH, ATRN, and relay the mail into the local mail server",
   usage: "pull --server HOST:PORT --user NAME --domains a.example,b.example " +
     "(--password-stdin | --password-file FILE | env ODMR_RELAY_PULL_SECRET) " +
-    "[--tls implicit|starttls|none] [--ca FILE] [--insecure] [--smtp HOST:PORT] [--helo NAME] [--timeout 10m]",
+    "[--tls implicit|starttls|none] [--ca FILE] [--insecure] [--smtp HOST:PORT] [--helo NAME] [--timeout 15m]",
   options: {
     server: { type: "string" },
     user: { type: "string", short: "u" },
@@ -50,7 +50,9 @@ export const pullCommand: Command = {
         `${this.name}: give the secret with --password-stdin, --password-file or ODMR_RELAY_PULL_SECRET`,
       );
     }
-    const timeoutMs = parseDuration(typeof v.timeout === "string" ? v.timeout : "10m");
+    // The default outlasts the provider's own 10-minute wait for the final dot's reply (RFC 5321
+    // 4.5.3.2.6): the provider may be silent that long while the local server works.
+    const timeoutMs = parseDuration(typeof v.timeout === "string" ? v.timeout : "15m");
     if (timeoutMs === null || timeoutMs < 1000) {
       throw new UsageError(`${this.name}: --timeout must be a duration like 10m`);
     }

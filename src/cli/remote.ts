@@ -193,6 +193,12 @@ export const queueList: Command = {
     if (typeof status === "string" && status !== "queued" && status !== "failed") {
       throw new UsageError(`${this.name}: --status must be queued or failed`);
     }
+    for (const key of ["after", "limit"]) {
+      const value = args.values[key];
+      if (typeof value === "string" && !/^[1-9][0-9]{0,14}$/.test(value)) {
+        throw new UsageError(`${this.name}: --${key} must be a positive integer`);
+      }
+    }
     const qs = query.toString();
     const page = await call(args, io, "GET", `/queue${qs ? `?${qs}` : ""}`) as ListPage;
     if (args.values.json) {
@@ -288,7 +294,7 @@ export const queueDelete: Command = {
 
 export const queueBounce: Command = {
   name: "queue bounce",
-  summary: "Fail a message's queued recipients now; the DSN to the sender follows from housekeeping",
+  summary: "Fail a message's queued recipients now (no DSN is sent yet: DSN generation is not implemented)",
   usage: "queue bounce ID [--reason TEXT] [--json] [--http-url URL]",
   options: { ...REMOTE_OPTIONS, reason: { type: "string" } },
   async run(args, io) {

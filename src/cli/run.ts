@@ -3,7 +3,7 @@
  * 2 bad arguments or configuration (one clear line on stderr).
  */
 import { ConfigError } from "../config/load.ts";
-import { CONFIG_FIELDS, envName, flagName } from "../config/fields.ts";
+import { CONFIG_FIELDS, envName, flagName, SECRET_FIELDS } from "../config/fields.ts";
 import { StoreError } from "../queue/store.ts";
 import { type CliIo, type Command, parseCommandArgs, UsageError } from "./command.ts";
 import { COMMANDS } from "./commands.ts";

@@ -431,7 +431,12 @@ export class SmtpClient {
       const ret = message.ret?.toUpperCase();
       if (ret === "FULL" || ret === "HDRS") cmd += ` RET=${ret}`;
       if (message.envid !== null && message.envid !== "") {
-        cmd += ` ENVID=${xtextEncode(clean(message.envid))}`;
+        // Stored as received, still xtext-encoded (smtp/params.ts): pass it on unchanged (RFC 3461 4.4),
+        // after checking it is plain xtext so nothing else can ride along.
+        const envid = clean(message.envid);
+        if (/^[\x21-\x2a\x2c-\x3c\x3e-\x7e]*(?:\+[0-9A-F]{2}[\x21-\x2a\x2c-\x3c\x3e-\x7e]*)*$/.test(envid)) {
+          cmd += ` ENVID=${envid}`;
+        }
       }
     }
     return cmd;

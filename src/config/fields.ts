@@ -6,7 +6,7 @@
  * `smtpListen = "0.0.0.0:25"` and `odmrListen = "0.0.0.0:366"` (RFC 2645 4: port 366).
  */
 import { hostname as osHostname } from "node:os";
-import { formatDuration, formatSize, parseDuration, parseSize } from "./units.ts";
+import { formatDuration, formatSize, MAX_TIMER_MS, parseDuration, parseSize } from "./units.ts";
 
 /** A host and port to listen on. */
 export interface ListenAddress {
@@ -51,6 +51,26 @@ function optionalText(doc: string): Field<string | null> {
     format: (v) => v ?? "(none)",
   };
 }
+
+/** A secret: at least 16 printable characters without spaces. Never a flag (see SECRET_FIELDS). */
+function secretToken(doc: string): Field<string | null> {
+  return {
+    kind: "secret",
+    default: null,
+    doc,
+    parse: (raw) => {
+      if (raw === null || raw === "") return null;
+      if (typeof raw !== "string" || !/^[\x21-\x7e]{16,}$/.test(raw)) {
+        throw new Error("must be at least 16 printable characters without spaces");
+      }
+      return raw;
+    },
+    format: (v) => (v === null ? "(none)" : "(set)"),
+  };
+}
+
+/** Fields that are never command-line flags: a flag's value is visible to every user in `ps`. */
+export const SECRET_FIELDS: ReadonlySet<string> = new Set(["httpToken"]);
 
 function choice<T extends string>(options: readonly T[], def: T, doc: string): Field<T> {
   return {
@@ -99,7 +119,7 @@ function count(def: number, min: number, doc: string, why = ""): Field<number> {
   };
 }
 
-function duration(def: string, min: number, doc: string, why = ""): Field<number> {
+function duration(def: string, min: number, doc: string, why = "", allowLong = false): Field<number> {
   return {
     kind: "duration",
     default: parseDuration(def)!,
@@ -108,6 +128,8 @@ function duration(def: string, min: number, doc: string, why = ""): Field<number
       const value = parseDuration(raw as string | number);
       if (value === null) throw new Error('must be a duration such as "90s", "5m", "4h" or "5d"');
       if (value < min) throw new Error(`must be at least ${formatDuration(min)}${why ? ` (${why})` : ""}`);
+      // Timers clamp longer delays to 1 ms, which would turn a long timeout into none at all.
+      if (value > MAX_TIMER_MS && !allowLong) throw new Error("must be at most 24d (the longest timer)");
       return value;
     },
     format: formatDuration,
@@ -172,7 +194,7 @@ export const CONFIG_FIELDS = {
   odmrListen: listen("0.0.0.0:3366", 'ODMR listener (RFC 2645 4); production: "0.0.0.0:366"'),
   odmrsListen: listen("0.0.0.0:3367", "ODMR with implicit TLS (for fetchmail's `ssl`); needs a certificate"),
   httpListen: listen("127.0.0.1:8025", "HTTP status API; a non-loopback address requires httpToken"),
-  httpToken: optionalText("Bearer token for the HTTP API (always required for queue administration)"),
+  httpToken: secretToken("Bearer token for the HTTP API (file or environment only: flags show in `ps`)"),
   tlsCertFile: optionalText("PEM certificate chain for STARTTLS and implicit TLS (none: TLS off)"),
   tlsKeyFile: optionalText("PEM private key matching tlsCertFile"),
 
@@ -249,6 +271,8 @@ export const CONFIG_FIELDS = {
     "5d",
     MINUTE,
     "Age after which undelivered mail expires (RFC 5321 4.5.4.1: 4-5 days)",
+    "",
+    true, // an age compared with timestamps, not a timer: may exceed 24 days
   ),
   shutdownGrace: duration("30s", 0, "On SIGTERM, time given to sessions in DATA to finish"),
 } as const;

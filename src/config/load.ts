@@ -48,6 +48,9 @@ export function readConfigFile(path: string): Map<ConfigKey, unknown> {
   } catch (error) {
     throw new ConfigError("config", path, (error as Error).message);
   }
+  if (doc === null || typeof doc !== "object" || Array.isArray(doc)) {
+    throw new ConfigError("config", path, "the file must hold an object of settings");
+  }
   const values = new Map<ConfigKey, unknown>();
   const put = (name: string, value: unknown) => {
     const key = BY_NORMALISED.get(normalise(name));

@@ -15,6 +15,9 @@ const SIZE_UNITS: Record<string, number> = {
   gib: 1024 ** 3,
 };
 
+/** Longest delay a JavaScript timer honours (2^31 - 1 ms, about 24.8 days); longer ones fire at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** "300s" -> 300000; a bare number is milliseconds. Returns null when unreadable. */
 export function parseDuration(value: string | number): number | null {
   if (typeof value === "number") return Number.isFinite(value) && value >= 0 ? value : null;

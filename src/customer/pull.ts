@@ -181,16 +181,35 @@ async function bridge(conn: LineConnection, options: PullOptions): Promise<PullR
     try {
       for (;;) {
         const chunk = await conn.readChunk({ timeoutMs: options.timeoutMs });
+        if (local.destroyed) break;
         toLocal += chunk.length;
-        if (!local.write(chunk)) await new Promise((r) => local.once("drain", r));
+        // Backpressure: wait for the local server to take the data, but not past its closing or the
+        // timeout (a closed socket never emits "drain"; a stuck one must not hang the bridge).
+        if (!local.write(chunk) && !(await drained(local, localClosed, options.timeoutMs))) break;
       }
     } catch {
-      local.end();
+      // The provider closed, timed out or failed: the session is over.
     }
+    local.end();
   })();
   await Promise.race([localClosed, pump]);
   await conn.close().catch(() => {});
   local.destroy();
   await pump;
   return { exitCode: 0, message: "session ended", bytesToLocal: toLocal, bytesToProvider: toProvider };
+}
+
+/** Resolves true on "drain", false when the socket closes first or `timeoutMs` passes. */
+function drained(socket: net.Socket, closed: Promise<void>, timeoutMs: number): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => finish(false), timeoutMs);
+    const onDrain = () => finish(true);
+    function finish(ok: boolean): void {
+      clearTimeout(timer);
+      socket.off("drain", onDrain);
+      resolve(ok);
+    }
+    socket.once("drain", onDrain);
+    void closed.then(() => finish(false));
+  });
 }

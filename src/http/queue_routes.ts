@@ -224,8 +224,8 @@ export function queueRoutes(store: QueueStore, logger: Logger): Hono {
     const bounced = store.bounceMessage(id, reason);
     if (bounced === 0) return errorResponse(c, 409, `Message ${id} has no queued recipients to bounce`);
     logger.info("message bounced by operator", { id, recipients: bounced });
-    // The store marks recipients failed; the DSN itself is composed and sent by housekeeping
-    // later, so say "pending" rather than pretend it went out.
+    // The store marks recipients failed. No DSN goes out yet: DSN generation is a later piece of
+    // work, so say "pending" rather than pretend one was sent.
     return c.json({ id, bounced, reason, dsn: "pending" });
   });
 

@@ -67,7 +67,7 @@ export const messages = sqliteTable("messages", {
   smtputf8: integer("smtputf8", { mode: "boolean" }).notNull().default(false),
   /** The content holds octets > 127 (needs an 8BITMIME-capable customer). */
   eightBit: integer("eight_bit", { mode: "boolean" }).notNull().default(false),
-  /** RFC 3461 ENVID (decoded) and RET. */
+  /** RFC 3461 ENVID (xtext-encoded, exactly as received) and RET. */
   envid: text("envid"),
   ret: text("ret"),
 });

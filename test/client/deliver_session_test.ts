@@ -521,7 +521,8 @@ describe("extensions", () => {
     const store = customerStore();
     const body = "Subject: caf\u00e9\r\n\r\nna\u00efve\r\n";
     enqueue(store, ["a@example.test"], body, {
-      envid: "env 1+x",
+      // ENVID is stored as received on the wire, still xtext-encoded (smtp/params.ts).
+      envid: "env+201+2Bx",
       ret: "HDRS",
       bodyType: "8BITMIME",
       notify: "SUCCESS,FAILURE",
@@ -584,4 +585,12 @@ describe("extensions", () => {
     assert.equal(result.delivered, 1);
     assert.ok(!session.commands.some((c) => /^(STARTTLS|BDAT)/i.test(c)));
   });
+});
+
+test("a stored ENVID that is not plain xtext is not passed on", async () => {
+  const store = customerStore();
+  enqueue(store, ["a@example.test"], "Subject: x\r\n\r\nx\r\n", { envid: "bad envid", ret: "FULL" });
+  const { result, session } = await run(store, { keywords: ["DSN"] });
+  assert.equal(result.delivered, 1);
+  assert.equal(session.commands[1], "MAIL FROM:<sender@origin.test> RET=FULL");
 });

@@ -118,3 +118,27 @@ describe("toml reader", () => {
     assert.throws(() => parseToml(`a = bare`), /line 1/);
   });
 });
+
+test("timeouts longer than a timer can hold are refused; the queue lifetime may be long", () => {
+  assert.throws(
+    () => loadConfig({ flags: { atrnSessionTimeout: "30d" } }),
+    /atrnSessionTimeout .*at most 24d/,
+  );
+  assert.equal(loadConfig({ flags: { queueLifetime: "30d" } }).config.queueLifetime, 30 * 86_400_000);
+});
+
+test("the HTTP token: no flag, at least 16 characters; a JSON file that is not an object is refused", async () => {
+  const { allConfigOptions } = await import("../../src/cli/config_args.ts");
+  assert.ok(!("http-token" in allConfigOptions()), "a secret never becomes a flag (visible in ps)");
+  assert.throws(() => loadConfig({ env: { ODMR_RELAY_HTTP_TOKEN: "short" } }), /httpToken .*at least 16/);
+  assert.equal(
+    loadConfig({ env: { ODMR_RELAY_HTTP_TOKEN: "a-long-enough-token" } }).config.httpToken,
+    "a-long-enough-token",
+  );
+  const file = `${tempDir()}/null.json`;
+  writeFileSync(file, "null");
+  assert.throws(
+    () => loadConfig({ file }),
+    (e: unknown) => e instanceof ConfigError && /object of settings/.test(e.message),
+  );
+});

@@ -122,6 +122,11 @@ describe("remote CLI commands over HTTP", () => {
     assert.match(badId.err, /ID must be a positive integer/);
     const badStatus = await cli(["queue", "list", "--status", "sent", "--http-url", url], env);
     assert.equal(badStatus.code, 2);
+    for (const bad of [["--after", "abc"], ["--limit", "0"]]) {
+      const r = await cli(["queue", "list", ...bad, "--http-url", url], env);
+      assert.equal(r.code, 2, bad.join(" "));
+      assert.match(r.err, /must be a positive integer/);
+    }
     const badUrl = await cli(["status", "--http-url", "not a url"], env);
     assert.equal(badUrl.code, 2);
     // A port nothing listens on: find one by binding and closing.
