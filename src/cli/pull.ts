@@ -52,9 +52,11 @@ export const pullCommand: Command = {
     }
     // The default outlasts the provider's own 10-minute wait for the final dot's reply (RFC 5321
     // 4.5.3.2.6): the provider may be silent that long while the local server works.
+    // The default outlasts the provider's own 10-minute wait for the final dot's reply (RFC 5321
+    // 4.5.3.2.6): the provider may be silent that long while the local server works.
     const timeoutMs = parseDuration(typeof v.timeout === "string" ? v.timeout : "15m");
-    if (timeoutMs === null || timeoutMs < 1000) {
-      throw new UsageError(`${this.name}: --timeout must be a duration like 10m`);
+    if (timeoutMs === null || timeoutMs < 1000 || timeoutMs > MAX_TIMER_MS) {
+      throw new UsageError(`${this.name}: --timeout must be a duration from 1s to 24d, like 15m`);
     }
     const level = typeof v["log-level"] === "string" ? v["log-level"] : "info";
     if (!["error", "warn", "info", "debug", "trace"].includes(level)) {

@@ -24,9 +24,9 @@ function commandHelp(command: Command): string {
   if (command.name === "serve" || command.name === "check-config") {
     lines.push("", "settings (flag / environment; also in a JSON or TOML --config file):");
     for (const [key, field] of Object.entries(CONFIG_FIELDS)) {
-      lines.push(
-        `  --${flagName(key)} (${envName(key)}) [${(field.format as (v: unknown) => string)(field.default)}]`,
-      );
+      // A secret has no flag (a flag's value shows in `ps`): only the file or the environment.
+      const flag = SECRET_FIELDS.has(key) ? "(no flag)" : `--${flagName(key)}`;
+      lines.push(`  ${flag} (${envName(key)}) [${(field.format as (v: unknown) => string)(field.default)}]`);
       lines.push(`      ${field.doc}`);
     }
   }
