@@ -5,7 +5,9 @@
 import type { ParseArgsConfig } from "node:util";
 import { CONFIG_FIELDS, type ConfigKey, flagName, SECRET_FIELDS } from "../config/fields.ts";
 import { loadConfig, type LoadedConfig } from "../config/load.ts";
+import type { QueueStore } from "../queue/store.ts";
 import type { CliIo, ParsedArgs } from "./command.ts";
+import { openStore } from "./open_store.ts";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
@@ -35,4 +37,21 @@ export function configFromArgs(args: ParsedArgs, io: CliIo): LoadedConfig {
   }
   const file = typeof args.values.config === "string" ? args.values.config : null;
   return loadConfig({ file, env: io.env, flags });
+}
+
+/**
+ * Opens the store under the configured data directory, runs `fn`, and always closes it again:
+ * the one way admin commands that work on the database directly get at it.
+ */
+export async function withStore<T>(
+  args: ParsedArgs,
+  io: CliIo,
+  fn: (store: QueueStore) => T | Promise<T>,
+): Promise<T> {
+  const store = openStore(configFromArgs(args, io).config.dataDir);
+  try {
+    return await fn(store);
+  } finally {
+    store.database.close();
+  }
 }

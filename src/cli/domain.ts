@@ -2,15 +2,14 @@
 import { formatDuration, formatSize, parseDuration, parseSize } from "../config/units.ts";
 import { isValidDomain } from "../smtp/domain.ts";
 import { type Command, noExtraPositionals, positional, table, UsageError } from "./command.ts";
-import { configFromArgs, DATA_OPTIONS } from "./config_args.ts";
-import { openStore } from "./open_store.ts";
+import { DATA_OPTIONS, withStore } from "./config_args.ts";
 
 export const domainAdd: Command = {
   name: "domain add",
   summary: "Host a domain for an account (catch-all unless --mailboxes is given)",
   usage: "domain add DOMAIN --user NAME [--mailboxes a,b,c] [--data-dir DIR]",
   options: { ...DATA_OPTIONS, user: { type: "string", short: "u" }, mailboxes: { type: "string" } },
-  run(args, io) {
+  async run(args, io) {
     const domain = positional(args, 0, "DOMAIN", this.name).toLowerCase();
     noExtraPositionals(args, 1, this.name);
     if (!isValidDomain(domain) || !domain.includes(".")) {
@@ -23,12 +22,9 @@ export const domainAdd: Command = {
     const mailboxes = typeof args.values.mailboxes === "string"
       ? args.values.mailboxes.split(",").map((m) => m.trim()).filter((m) => m !== "")
       : [];
-    const store = openStore(configFromArgs(args, io).config.dataDir);
-    try {
+    await withStore(args, io, (store) => {
       store.addDomain(domain, user, { mailboxes });
-    } finally {
-      store.database.close();
-    }
+    });
     io.out(
       `domain ${domain} added for ${user}${mailboxes.length ? ` (mailboxes: ${mailboxes.join(", ")})` : ""}`,
     );
@@ -41,20 +37,17 @@ export const domainRemove: Command = {
   summary: "Stop hosting a domain (refused while mail is queued, unless --force deletes it)",
   usage: "domain remove DOMAIN [--force] [--data-dir DIR]",
   options: { ...DATA_OPTIONS, force: { type: "boolean" } },
-  run(args, io) {
+  async run(args, io) {
     const domain = positional(args, 0, "DOMAIN", this.name).toLowerCase();
     noExtraPositionals(args, 1, this.name);
-    const store = openStore(configFromArgs(args, io).config.dataDir);
-    try {
+    await withStore(args, io, (store) => {
       const { deletedRecipients } = store.removeDomain(domain, { force: args.values.force === true });
       io.out(
         `domain ${domain} removed${
           deletedRecipients ? `; ${deletedRecipients} queued recipient(s) deleted` : ""
         }`,
       );
-    } finally {
-      store.database.close();
-    }
+    });
     return 0;
   },
 };
@@ -64,10 +57,9 @@ export const domainList: Command = {
   summary: "List hosted domains with owner and queue size",
   usage: "domain list [--json] [--data-dir DIR]",
   options: { ...DATA_OPTIONS, json: { type: "boolean" } },
-  run(args, io) {
+  async run(args, io) {
     noExtraPositionals(args, 0, this.name);
-    const store = openStore(configFromArgs(args, io).config.dataDir);
-    try {
+    await withStore(args, io, (store) => {
       const rows = store.listDomains();
       if (args.values.json) io.out(JSON.stringify(rows, null, 2));
       else {
@@ -85,9 +77,7 @@ export const domainList: Command = {
           ]),
         ));
       }
-    } finally {
-      store.database.close();
-    }
+    });
     return 0;
   },
 };
@@ -104,7 +94,7 @@ export const domainSet: Command = {
     mailboxes: { type: "string" },
     "catch-all": { type: "boolean" },
   },
-  run(args, io) {
+  async run(args, io) {
     const domain = positional(args, 0, "DOMAIN", this.name).toLowerCase();
     noExtraPositionals(args, 1, this.name);
     const v = args.values;
@@ -140,12 +130,9 @@ export const domainSet: Command = {
         `${this.name}: nothing to change (--retention, --quota, --mailboxes or --catch-all)`,
       );
     }
-    const store = openStore(configFromArgs(args, io).config.dataDir);
-    try {
+    await withStore(args, io, (store) => {
       store.updateDomain(domain, changes);
-    } finally {
-      store.database.close();
-    }
+    });
     io.out(`domain ${domain} updated`);
     return 0;
   },

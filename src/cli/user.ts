@@ -14,8 +14,7 @@ import {
   table,
   UsageError,
 } from "./command.ts";
-import { configFromArgs, DATA_OPTIONS } from "./config_args.ts";
-import { openStore } from "./open_store.ts";
+import { DATA_OPTIONS, withStore } from "./config_args.ts";
 
 const SECRET_OPTIONS = {
   ...DATA_OPTIONS,
@@ -47,10 +46,6 @@ async function derive(secret: string) {
   return { cramMd5Secret: cramMd5Secret(secret), passwordHash: await hashPassword(secret) };
 }
 
-function storeFor(args: ParsedArgs, io: CliIo) {
-  return openStore(configFromArgs(args, io).config.dataDir);
-}
-
 export const userAdd: Command = {
   name: "user add",
   summary: "Create an ODMR account (prints a generated secret once with --generate)",
@@ -60,12 +55,9 @@ export const userAdd: Command = {
     const name = positional(args, 0, "NAME", this.name);
     noExtraPositionals(args, 1, this.name);
     const { secret, show } = await newSecret(args, io, this.name);
-    const store = storeFor(args, io);
-    try {
+    await withStore(args, io, async (store) => {
       store.addAccount(name, await derive(secret));
-    } finally {
-      store.database.close();
-    }
+    });
     io.out(show ? `account ${name} created; secret (shown once): ${secret}` : `account ${name} created`);
     return 0;
   },
@@ -80,12 +72,9 @@ export const userPasswd: Command = {
     const name = positional(args, 0, "NAME", this.name);
     noExtraPositionals(args, 1, this.name);
     const { secret, show } = await newSecret(args, io, this.name);
-    const store = storeFor(args, io);
-    try {
+    await withStore(args, io, async (store) => {
       store.setAccountSecrets(name, await derive(secret));
-    } finally {
-      store.database.close();
-    }
+    });
     io.out(
       show ? `secret for ${name} changed; new secret (shown once): ${secret}` : `secret for ${name} changed`,
     );
@@ -100,15 +89,12 @@ function toggle(disabled: boolean): Command {
     summary: disabled ? "Refuse AUTH for an account (its mail stays queued)" : "Allow AUTH again",
     usage: `user ${verb} NAME [--data-dir DIR]`,
     options: DATA_OPTIONS,
-    run(args, io) {
+    async run(args, io) {
       const name = positional(args, 0, "NAME", this.name);
       noExtraPositionals(args, 1, this.name);
-      const store = storeFor(args, io);
-      try {
+      await withStore(args, io, (store) => {
         store.setAccountDisabled(name, disabled);
-      } finally {
-        store.database.close();
-      }
+      });
       io.out(`account ${name} ${verb}d`);
       return 0;
     },
@@ -122,15 +108,12 @@ export const userRemove: Command = {
   summary: "Delete an account that owns no domains",
   usage: "user remove NAME [--data-dir DIR]",
   options: DATA_OPTIONS,
-  run(args, io) {
+  async run(args, io) {
     const name = positional(args, 0, "NAME", this.name);
     noExtraPositionals(args, 1, this.name);
-    const store = storeFor(args, io);
-    try {
+    await withStore(args, io, (store) => {
       store.removeAccount(name);
-    } finally {
-      store.database.close();
-    }
+    });
     io.out(`account ${name} removed`);
     return 0;
   },
@@ -141,10 +124,9 @@ export const userList: Command = {
   summary: "List accounts",
   usage: "user list [--json] [--data-dir DIR]",
   options: { ...DATA_OPTIONS, json: { type: "boolean" } },
-  run(args, io) {
+  async run(args, io) {
     noExtraPositionals(args, 0, this.name);
-    const store = storeFor(args, io);
-    try {
+    await withStore(args, io, (store) => {
       const rows = store.listAccounts();
       if (args.values.json) {
         io.out(JSON.stringify(rows.map(({ cramMd5Secret: _c, passwordHash: _p, ...r }) => r), null, 2));
@@ -161,9 +143,7 @@ export const userList: Command = {
           ]),
         ));
       }
-    } finally {
-      store.database.close();
-    }
+    });
     return 0;
   },
 };
