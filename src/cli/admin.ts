@@ -5,7 +5,7 @@ import { migrate, schemaVersion } from "../queue/migrate.ts";
 import { MIGRATIONS } from "../queue/migrations_bundle.ts";
 import { loadSecureContext } from "../net/tls.ts";
 import { runtimeInfo } from "../runtime/runtime.ts";
-import { VERSION } from "../version.ts";
+import { platform, VERSION } from "../version.ts";
 import { type Command, noExtraPositionals, table } from "./command.ts";
 import { allConfigOptions, configFromArgs, DATA_OPTIONS } from "./config_args.ts";
 
@@ -63,13 +63,13 @@ export const checkConfig: Command = {
 
 export const version: Command = {
   name: "version",
-  summary: "Print the version and runtime",
+  summary: "Print the version, platform and runtime",
   usage: "version",
   options: {},
   run(args, io) {
     noExtraPositionals(args, 0, this.name);
     const rt = runtimeInfo();
-    io.out(`odmr-relay ${VERSION} (${rt.name} ${rt.version}, schema ${MIGRATIONS.length})`);
+    io.out(`odmr-relay ${VERSION} (${platform()}, ${rt.name} ${rt.version}, schema ${MIGRATIONS.length})`);
     return 0;
   },
 };
