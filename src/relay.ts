@@ -5,6 +5,7 @@
  * then the HTTP API, then the database.
  */
 import type { SecureContext } from "node:tls";
+import { systemClock } from "./clock.ts";
 import type { Config } from "./config/fields.ts";
 import { isLoopback } from "./config/load.ts";
 import { createApp } from "./http/app.ts";
@@ -20,6 +21,7 @@ import { startHousekeeping } from "./queue/housekeeping.ts";
 import { GroupCommitter } from "./queue/group_commit.ts";
 import { OdmrProtocol } from "./server/odmr.ts";
 import { makeDeliver } from "./server/odmr_delivery.ts";
+import { SlidingWindowLimit } from "./server/rate_limit.ts";
 import { AuthThrottle, type AuthThrottleOptions } from "./server/sasl/auth_throttle.ts";
 import { cramMd5Secret } from "./server/sasl/cram_md5.ts";
 import { generateSecret, makeDummyHash } from "./server/sasl/password.ts";
@@ -57,7 +59,7 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
     : null;
   const startTls = tls
     ? async (conn: import("./net/line_connection.ts").LineConnection, readyReply: string) => {
-      await conn.startTlsServer(tls, { readyReply, handshakeTimeoutMs: 60_000 });
+      await conn.startTlsServer(tls, { readyReply, handshakeTimeoutMs: config.tlsHandshakeTimeout });
     }
     : null;
   const stopHousekeeping = startHousekeeping(store, { lifetimeMs: config.queueLifetime, logger });
@@ -84,6 +86,7 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
         name: "smtp",
         listen: config.smtpListen,
         hostname: config.hostname,
+        tlsHandshakeTimeoutMs: config.tlsHandshakeTimeout,
         maxConnections: config.smtpMaxConnections,
         maxConnectionsPerIp: config.smtpMaxConnectionsPerIp,
         maxLineLength: config.smtpMaxLineLength,
@@ -139,11 +142,15 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
       });
     }
     const leases = new DomainLeases();
-    const throttle = new AuthThrottle({ now: () => Date.now() }, {
+    const throttle = new AuthThrottle(systemClock, {
       windowMs: config.authFailureWindow,
       maxFailuresPerIp: config.authMaxFailuresPerIp,
-      maxFailuresPerAccount: config.authMaxFailuresPerAccount,
+      maxFailuresPerAccountIp: config.authMaxFailuresPerAccountIp,
       ...options.authThrottle,
+    });
+    const atrnRateLimit = new SlidingWindowLimit(systemClock, {
+      limit: config.atrnMaxPerMinute,
+      windowMs: 60_000,
     });
     const dummyCramSecret = cramMd5Secret(generateSecret());
     const dummyPasswordHash = await makeDummyHash();
@@ -159,6 +166,7 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
         listen,
         hostname: config.hostname,
         ...(implicit && tls ? { implicitTls: tls } : {}),
+        tlsHandshakeTimeoutMs: config.tlsHandshakeTimeout,
         maxConnections: config.odmrMaxConnections,
         maxConnectionsPerIp: config.odmrMaxConnectionsPerIp,
         maxLineLength: config.smtpMaxLineLength,
@@ -173,6 +181,7 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
               logger: sessionLogger,
               leases,
               throttle,
+              atrnRateLimit,
               tlsAvailable: tls !== null,
               dummyCramSecret,
               dummyPasswordHash,
@@ -193,6 +202,7 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
               idleTimeoutMs: config.odmrIdleTimeout,
               // The session before ATRN; the reversed session has its own cap (atrnSessionTimeout).
               sessionTimeoutMs: config.odmrSessionTimeout,
+              preAuthTimeoutMs: config.odmrPreAuthTimeout,
               maxErrors: config.odmrMaxErrors,
               maxJunkCommands: config.odmrMaxJunkCommands,
               greetingDelayMs: 0,

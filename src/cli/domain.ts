@@ -1,8 +1,25 @@
 /** `domain add|remove|list`: hosted domains (what the intake accepts and an account may ATRN). */
 import { formatDuration, formatSize, parseDuration, parseSize } from "../config/units.ts";
 import { isValidDomain } from "../smtp/domain.ts";
+import { canonicalDomain } from "../smtp/idna.ts";
 import { type Command, noExtraPositionals, positional, table, UsageError } from "./command.ts";
 import { DATA_OPTIONS, withStore } from "./config_args.ts";
+import type { QueueStore } from "../queue/store.ts";
+
+/**
+ * The DOMAIN argument in the queue's canonical form (lower-case A-labels: `böb.test` is stored as
+ * `xn--bb-fka.test`, RFC 5890 2.3.2.1); a usage error when it is not a valid domain name.
+ */
+function domainArgument(args: Parameters<Command["run"]>[0], command: string): string {
+  const given = positional(args, 0, "DOMAIN", command);
+  const domain = canonicalDomain(given.trim());
+  if (domain === null || !isValidDomain(domain) || !domain.includes(".")) {
+    throw new UsageError(
+      `${command}: ${given} is not a valid domain name (letters, digits, hyphens, dots, or IDNA labels)`,
+    );
+  }
+  return domain;
+}
 
 export const domainAdd: Command = {
   name: "domain add",
@@ -10,13 +27,8 @@ export const domainAdd: Command = {
   usage: "domain add DOMAIN --user NAME [--mailboxes a,b,c] [--data-dir DIR]",
   options: { ...DATA_OPTIONS, user: { type: "string", short: "u" }, mailboxes: { type: "string" } },
   async run(args, io) {
-    const domain = positional(args, 0, "DOMAIN", this.name).toLowerCase();
+    const domain = domainArgument(args, this.name);
     noExtraPositionals(args, 1, this.name);
-    if (!isValidDomain(domain) || !domain.includes(".")) {
-      throw new UsageError(
-        `${this.name}: ${domain} is not a valid domain name (letters, digits, hyphens, dots)`,
-      );
-    }
     const user = args.values.user;
     if (typeof user !== "string" || user === "") throw new UsageError(`${this.name}: missing --user NAME`);
     const mailboxes = typeof args.values.mailboxes === "string"
@@ -38,7 +50,7 @@ export const domainRemove: Command = {
   usage: "domain remove DOMAIN [--force] [--data-dir DIR]",
   options: { ...DATA_OPTIONS, force: { type: "boolean" } },
   async run(args, io) {
-    const domain = positional(args, 0, "DOMAIN", this.name).toLowerCase();
+    const domain = domainArgument(args, this.name);
     noExtraPositionals(args, 1, this.name);
     await withStore(args, io, (store) => {
       const { deletedRecipients } = store.removeDomain(domain, { force: args.values.force === true });
@@ -84,22 +96,22 @@ export const domainList: Command = {
 
 export const domainSet: Command = {
   name: "domain set",
-  summary: "Change a domain's queue lifetime, queue quota, or accepted mailboxes",
+  summary: "Change a domain's queue lifetime, queue quota, accepted mailboxes or routing-syntax policy",
   usage: "domain set DOMAIN [--retention DURATION|default] [--quota SIZE|none] " +
-    "[--mailboxes a,b,c | --catch-all] [--data-dir DIR]",
+    "[--mailboxes a,b,c | --catch-all] [--allow-routing-syntax yes|no] [--data-dir DIR]",
   options: {
     ...DATA_OPTIONS,
     retention: { type: "string" },
     quota: { type: "string" },
+    "allow-routing-syntax": { type: "string" },
     mailboxes: { type: "string" },
     "catch-all": { type: "boolean" },
   },
   async run(args, io) {
-    const domain = positional(args, 0, "DOMAIN", this.name).toLowerCase();
+    const domain = domainArgument(args, this.name);
     noExtraPositionals(args, 1, this.name);
     const v = args.values;
-    const changes: { retentionMs?: number | null; quotaBytes?: number | null; mailboxes?: string[] | null } =
-      {};
+    const changes: Parameters<QueueStore["updateDomain"]>[1] = {};
     if (typeof v.retention === "string") {
       const ms = v.retention === "default" ? null : parseDuration(v.retention);
       if (v.retention !== "default" && (ms === null || ms < 60_000)) {
@@ -125,9 +137,17 @@ export const domainSet: Command = {
       changes.mailboxes = list;
     }
     if (v["catch-all"]) changes.mailboxes = null;
+    const routing = v["allow-routing-syntax"];
+    if (typeof routing === "string") {
+      // `user%other@domain`, `other!user@domain`, `"user@other"@domain`: refused unless allowed.
+      if (!["yes", "no"].includes(routing)) {
+        throw new UsageError(`${this.name}: --allow-routing-syntax must be yes or no`);
+      }
+      changes.allowRoutingSyntax = routing === "yes";
+    }
     if (Object.keys(changes).length === 0) {
       throw new UsageError(
-        `${this.name}: nothing to change (--retention, --quota, --mailboxes or --catch-all)`,
+        `${this.name}: nothing to change (--retention, --quota, --mailboxes, --catch-all or --allow-routing-syntax)`,
       );
     }
     await withStore(args, io, (store) => {

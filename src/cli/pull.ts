@@ -12,7 +12,7 @@ export const pullCommand: Command = {
   summary: "Act as the ODMR customer: AUTH, ATRN, and relay the mail into the local mail server",
   usage: "pull --server HOST:PORT --user NAME --domains a.example,b.example " +
     "(--password-stdin | --password-file FILE | env ODMR_RELAY_PULL_SECRET) " +
-    "[--tls implicit|starttls|none] [--ca FILE] [--insecure] [--smtp HOST:PORT] [--helo NAME] [--timeout 15m]",
+    "[--tls starttls|implicit|none] [--ca FILE] [--insecure] [--smtp HOST:PORT] [--helo NAME] [--timeout 15m]",
   options: {
     server: { type: "string" },
     user: { type: "string", short: "u" },
@@ -37,7 +37,9 @@ export const pullCommand: Command = {
     };
     const server = parseAddress(need("server"), "--server");
     const local = parseAddress(typeof v.smtp === "string" ? v.smtp : "127.0.0.1:25", "--smtp");
-    const mode = typeof v.tls === "string" ? v.tls : "none";
+    // STARTTLS with certificate verification unless told otherwise: CRAM-MD5 protects the secret
+    // but not the mail, so plaintext must be an explicit choice (`--tls none`).
+    const mode = typeof v.tls === "string" ? v.tls : "starttls";
     if (mode !== "implicit" && mode !== "starttls" && mode !== "none") {
       throw new UsageError(`${this.name}: --tls must be implicit, starttls or none`);
     }
@@ -50,8 +52,6 @@ export const pullCommand: Command = {
         `${this.name}: give the secret with --password-stdin, --password-file or ODMR_RELAY_PULL_SECRET`,
       );
     }
-    // The default outlasts the provider's own 10-minute wait for the final dot's reply (RFC 5321
-    // 4.5.3.2.6): the provider may be silent that long while the local server works.
     // The default outlasts the provider's own 10-minute wait for the final dot's reply (RFC 5321
     // 4.5.3.2.6): the provider may be silent that long while the local server works.
     const timeoutMs = parseDuration(typeof v.timeout === "string" ? v.timeout : "15m");

@@ -197,6 +197,11 @@ export const CONFIG_FIELDS = {
   httpToken: secretToken("Bearer token for the HTTP API (file or environment only: flags show in `ps`)"),
   tlsCertFile: optionalText("PEM certificate chain for STARTTLS and implicit TLS (none: TLS off)"),
   tlsKeyFile: optionalText("PEM private key matching tlsCertFile"),
+  tlsHandshakeTimeout: duration(
+    "10s",
+    1000,
+    "Longest TLS handshake (STARTTLS and implicit TLS) before close",
+  ),
 
   // Intake (port 25) limits
   smtpMaxLineLength: count(2048, 1036, "Longest SMTP command line in octets incl. CRLF", "RFC 3461 5.4"),
@@ -243,12 +248,23 @@ export const CONFIG_FIELDS = {
   ),
   odmrMaxErrors: count(10, 3, "Error replies before ATRN in one session before 421 and close", "RFC 4954 4"),
   odmrMaxJunkCommands: count(20, 1, "NOOP/RSET/HELP/unknown commands in one ODMR session before 421"),
+  odmrPreAuthTimeout: duration(
+    "60s",
+    5000,
+    "Time from connect to a successful AUTH before 421 (frees slots held by idle strangers)",
+  ),
   odmrAllowCramMd5WithoutTls: flag(true, "Offer CRAM-MD5 on plaintext connections (fetchmail needs it)"),
   odmrAllowPlainWithoutTls: flag(false, "Offer PLAIN/LOGIN on plaintext connections (not recommended)"),
   authMaxFailuresPerIp: count(10, 3, "Failed AUTHs from one IP per window before refusing", "RFC 4954 4"),
-  authMaxFailuresPerAccount: count(20, 3, "Failed AUTHs for one account per window before locking it"),
+  authMaxFailuresPerAccountIp: count(
+    5,
+    3,
+    "Failed AUTHs for one account from one IP per window before that IP is locked out of it",
+    "RFC 4954 4",
+  ),
   authFailureWindow: duration("15m", 1000, "Window over which AUTH failures are counted"),
   atrnMaxDomains: count(100, 1, "Domains accepted in one ATRN command"),
+  atrnMaxPerMinute: count(10, 1, "ATRN commands per account per minute; more are answered 450 4.7.0"),
   atrnSessionTimeout: duration("1h", MINUTE, "Longest reversed (delivery) session after ATRN"),
   atrnGreetingTimeout: duration(
     "5m",

@@ -106,7 +106,7 @@ export async function pull(options: PullOptions): Promise<PullResult> {
     if (ehlo.code !== 250) return done(4, `EHLO refused: ${text(ehlo)}`);
     if (options.tls === "starttls") {
       if (!ehlo.lines.some((l) => /^STARTTLS\b/i.test(l))) {
-        return done(4, "the provider does not offer STARTTLS");
+        return done(4, "the provider does not offer STARTTLS (--tls none collects in plaintext)");
       }
       await send("STARTTLS");
       const ready = await readReply(conn, timeoutMs);

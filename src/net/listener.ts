@@ -61,6 +61,14 @@ export interface ListenerOptions {
    * The listener closes the connection when it settles. Without it the socket is just closed.
    */
   onRejected?(conn: LineConnection, reason: RejectReason, info: ConnectionInfo): void | Promise<void>;
+  /**
+   * Whether an open connection may be closed to make room for a newcomer when the listener is full
+   * (for example: not yet authenticated, not in the middle of a message). Without it, only connections
+   * still in their implicit-TLS handshake are evictable.
+   */
+  evictable?(conn: LineConnection): boolean;
+  /** Closes an evicted connection (the server says `421 4.7.0` first). Default: destroy it. */
+  evict?(conn: LineConnection): void;
   /** Reports errors that belong to no session: a failed implicit-TLS handshake, a handler that threw. */
   onError?(err: unknown, info: ConnectionInfo | undefined): void;
 }
@@ -85,11 +93,8 @@ export interface Listener {
  * (EADDRINUSE).
  */
 export async function startListener(options: ListenerOptions): Promise<Listener> {
-  const live = new Set<LineConnection>();
+  const slots = new SlotTable(options.maxConnections ?? Infinity, options.maxConnectionsPerIp ?? Infinity);
   const everything = new Set<LineConnection>();
-  const perIp = new Map<string, number>();
-  const maxTotal = options.maxConnections ?? Infinity;
-  const maxPerIp = options.maxConnectionsPerIp ?? Infinity;
   const report = (err: unknown, info: ConnectionInfo | undefined): void => {
     try {
       options.onError?.(err, info);
@@ -101,7 +106,28 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
   let closing = false;
   /** Implicit-TLS sockets still in their handshake (counted against the limits, destroyed by closeAll). */
   const handshaking = new Set<net.Socket>();
-  const handshakingPerIp = new Map<string, number>();
+  // Evicting frees a slot for a newcomer from an address that holds fewer connections (see SlotTable).
+  const evict = (slot: Slot): void => {
+    if (slot.socket) slot.socket.destroy();
+    else if (slot.conn) {
+      try {
+        if (options.evict) options.evict(slot.conn);
+        else slot.conn.destroy();
+      } catch (err) {
+        report(err, undefined);
+        slot.conn.destroy();
+      }
+    }
+  };
+  const evictable = (slot: Slot): boolean => {
+    if (slot.socket) return true; // a TLS handshake in progress has proved nothing yet
+    if (!slot.conn || !options.evictable) return false;
+    try {
+      return options.evictable(slot.conn);
+    } catch {
+      return false;
+    }
+  };
 
   const handle = async (socket: net.Socket): Promise<void> => {
     socket.on("error", noop);
@@ -112,32 +138,35 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
     const id = nextId++;
     let conn: LineConnection;
     const connOptions: LineConnectionOptions & { handshakeTimeoutMs?: number } = { ...options.connection };
+    let slot: Slot | undefined;
     if (options.tls) {
-      // A socket still in its TLS handshake counts against the limits too, or anyone could hold
-      // unlimited half-open handshakes before a limit applies. No 421 can be said before TLS is up,
-      // so an over-limit handshake is simply closed.
+      // A socket still in its TLS handshake takes a slot too, or anyone could hold unlimited half-open
+      // handshakes before a limit applies. No 421 can be said before TLS is up, so an over-limit
+      // handshake is simply closed.
       const ip = normalizeAddress(socket.remoteAddress ?? "");
-      const ipPending = handshakingPerIp.get(ip) ?? 0;
-      if (
-        live.size + handshaking.size >= maxTotal || (perIp.get(ip) ?? 0) + ipPending >= maxPerIp
-      ) {
+      const taken = slots.take(ip, evictable, evict);
+      if (typeof taken === "string") {
         socket.destroy();
         return;
       }
+      slot = taken;
+      slot.socket = socket;
       handshaking.add(socket);
-      handshakingPerIp.set(ip, ipPending + 1);
       connOptions.handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
       try {
         conn = await LineConnection.acceptTls(socket, options.tls, connOptions);
       } catch (err) {
-        report(err, undefined);
+        slots.release(slot);
+        if (!slot.evicted) report(err, undefined);
         socket.destroy();
         return;
       } finally {
         handshaking.delete(socket);
-        const n = (handshakingPerIp.get(ip) ?? 1) - 1;
-        if (n <= 0) handshakingPerIp.delete(ip);
-        else handshakingPerIp.set(ip, n);
+        slot.socket = undefined;
+      }
+      if (slot.evicted) {
+        conn.destroy();
+        return;
       }
     } else {
       conn = new LineConnection(socket, connOptions);
@@ -152,32 +181,26 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
       tls: conn.isTls,
     };
     if (closing) {
+      if (slot) slots.release(slot);
       conn.destroy();
       return;
     }
-    const ipCount = perIp.get(info.remoteAddress) ?? 0;
-    const reason: RejectReason | undefined = live.size >= maxTotal
-      ? "total"
-      : ipCount >= maxPerIp
-      ? "per-ip"
-      : undefined;
-    if (reason !== undefined) {
-      try {
-        await options.onRejected?.(conn, reason, info);
-      } catch (err) {
-        report(err, info);
+    if (!slot) {
+      const taken = slots.take(info.remoteAddress, evictable, evict);
+      if (typeof taken === "string") {
+        try {
+          await options.onRejected?.(conn, taken, info);
+        } catch (err) {
+          report(err, info);
+        }
+        await conn.close();
+        return;
       }
-      await conn.close();
-      return;
+      slot = taken;
     }
-    live.add(conn);
-    perIp.set(info.remoteAddress, ipCount + 1);
-    void conn.closed.then(() => {
-      live.delete(conn);
-      const n = (perIp.get(info.remoteAddress) ?? 1) - 1;
-      if (n <= 0) perIp.delete(info.remoteAddress);
-      else perIp.set(info.remoteAddress, n);
-    });
+    const held = slot;
+    held.conn = conn;
+    void conn.closed.then(() => slots.release(held));
     try {
       await options.onConnection(conn, info);
     } catch (err) {
@@ -234,7 +257,7 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
 
   return {
     address: () => ({ ...addr }),
-    connectionCount: () => live.size,
+    connectionCount: () => slots.openConnections(),
     close,
     async closeAll(opts: { graceMs?: number } = {}): Promise<void> {
       await close();
@@ -243,6 +266,80 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
       await serverClosed;
     },
   };
+}
+
+/** One taken connection slot: the handshaking socket or the connection that holds it. */
+interface Slot {
+  readonly ip: string;
+  socket: net.Socket | undefined;
+  conn: LineConnection | undefined;
+  released: boolean;
+  /** Closed to make room for another connection. */
+  evicted: boolean;
+}
+
+/**
+ * Connection slots with a total and a per-IP cap. When the total is reached, a newcomer may take the
+ * slot of the OLDEST evictable connection of the address that holds the MOST connections, provided
+ * that address holds at least two more than the newcomer's: idle strangers flooding from a few
+ * addresses then cannot keep a customer from a fresh address out, and a single flooder cannot churn
+ * its own connections. (An attacker with more addresses than there are slots is out of scope:
+ * docs/security.md.)
+ */
+class SlotTable {
+  // Insertion order is age: the first slot of an address is its oldest connection.
+  readonly #slots = new Set<Slot>();
+  readonly #perIp = new Map<string, number>();
+
+  constructor(readonly maxTotal: number, readonly maxPerIp: number) {}
+
+  /** Connections (not handshakes) currently holding a slot. */
+  openConnections(): number {
+    let n = 0;
+    for (const slot of this.#slots) if (slot.conn) n++;
+    return n;
+  }
+
+  /** A slot for a connection from `ip`, or why there is none. */
+  take(ip: string, evictable: (slot: Slot) => boolean, evict: (slot: Slot) => void): Slot | RejectReason {
+    const mine = this.#perIp.get(ip) ?? 0;
+    if (mine >= this.maxPerIp) return "per-ip";
+    if (this.#slots.size >= this.maxTotal) {
+      const victim = this.#victim(mine, evictable);
+      if (!victim) return "total";
+      victim.evicted = true;
+      this.release(victim);
+      evict(victim);
+    }
+    const slot: Slot = { ip, socket: undefined, conn: undefined, released: false, evicted: false };
+    this.#slots.add(slot);
+    this.#perIp.set(ip, mine + 1);
+    return slot;
+  }
+
+  /** Gives a slot back; safe to call more than once. */
+  release(slot: Slot): void {
+    if (slot.released) return;
+    slot.released = true;
+    this.#slots.delete(slot);
+    const n = (this.#perIp.get(slot.ip) ?? 1) - 1;
+    if (n <= 0) this.#perIp.delete(slot.ip);
+    else this.#perIp.set(slot.ip, n);
+  }
+
+  #victim(newcomerCount: number, evictable: (slot: Slot) => boolean): Slot | undefined {
+    let best: Slot | undefined;
+    let bestCount = newcomerCount + 1;
+    for (const slot of this.#slots) {
+      const count = this.#perIp.get(slot.ip) ?? 0;
+      // Strictly more than the best so far: among equals the oldest (first seen) wins.
+      if (count > bestCount && evictable(slot)) {
+        best = slot;
+        bestCount = count;
+      }
+    }
+    return best;
+  }
 }
 
 /**

@@ -38,5 +38,12 @@ export const MIGRATIONS: BundledMigration[] = [
       "CREATE TRIGGER `recipients_count_leave` AFTER UPDATE OF `status` ON `recipients`\n  WHEN OLD.`status` = 'queued' AND NEW.`status` <> 'queued' BEGIN\n  UPDATE `domains` SET `queued_recipients` = `queued_recipients` - 1, `queued_bytes` = `queued_bytes` - OLD.`message_size`\n    WHERE `name` = OLD.`domain`;\n  UPDATE `queue_totals` SET `recipients` = `recipients` - 1 WHERE `id` = 1;\nEND;",
       "CREATE TRIGGER `recipients_count_enter` AFTER UPDATE OF `status` ON `recipients`\n  WHEN OLD.`status` <> 'queued' AND NEW.`status` = 'queued' BEGIN\n  UPDATE `domains` SET `queued_recipients` = `queued_recipients` + 1, `queued_bytes` = `queued_bytes` + NEW.`message_size`\n    WHERE `name` = NEW.`domain`;\n  UPDATE `queue_totals` SET `recipients` = `recipients` + 1 WHERE `id` = 1;\nEND;"
     ]
+  },
+  {
+    "tag": "0002_routing_syntax",
+    "hash": "00668cf2e5124025",
+    "statements": [
+      "ALTER TABLE `domains` ADD `allow_routing_syntax` integer DEFAULT false NOT NULL;"
+    ]
   }
 ];

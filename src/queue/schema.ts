@@ -32,6 +32,11 @@ export const domains = sqliteTable("domains", {
   retentionMs: integer("retention_ms"),
   /** Maximum queued bytes for this domain (null: unlimited). */
   quotaBytes: integer("quota_bytes"),
+  /**
+   * Accept local parts that look like routing (`a%b@d`, `b!a@d`, `"a@b"@d`). Off by default: the
+   * customer's MTA, trusting the loopback connection from fetchmail, might relay them onwards.
+   */
+  allowRoutingSyntax: integer("allow_routing_syntax", { mode: "boolean" }).notNull().default(false),
   createdAt: integer("created_at").notNull(),
   queuedRecipients: integer("queued_recipients").notNull().default(0),
   queuedBytes: integer("queued_bytes").notNull().default(0),

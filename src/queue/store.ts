@@ -7,6 +7,9 @@
  * builder re-prepares on each call (DESIGN.md 2).
  */
 import { and, asc, count, desc, eq, gt, inArray, sql } from "drizzle-orm";
+import { type Clock, systemClock } from "../clock.ts";
+import { isValidDomain } from "../smtp/domain.ts";
+import { asciiLowerCase, canonicalDomain } from "../smtp/idna.ts";
 import type { OpenDatabase, QueueDb } from "./db.ts";
 import {
   accounts,
@@ -19,11 +22,7 @@ import {
 } from "./schema.ts";
 import { CHUNK_SIZE } from "./spool.ts";
 
-/** A clock, injected so tests control time (DESIGN.md 4, seam 9). */
-export interface Clock {
-  now(): number;
-}
-export const systemClock: Clock = { now: () => Date.now() };
+export { type Clock, systemClock };
 
 /** An account as the rest of the program sees it. */
 export interface Account {
@@ -47,6 +46,8 @@ export interface DomainInfo {
   retentionMs: number | null;
   /** Queue quota in bytes (null: none). */
   quotaBytes: number | null;
+  /** Local parts with `%`, `!` or `@` are accepted (off by default). */
+  allowRoutingSyntax: boolean;
   queuedRecipients: number;
   queuedBytes: number;
   createdAt: number;
@@ -171,7 +172,12 @@ export interface QueueListRow {
 }
 
 /** Recipient validation verdict for RCPT (policy maps it to a reply). */
-export type RecipientVerdict = "accept" | "unknown-domain" | "unknown-mailbox" | "over-quota";
+export type RecipientVerdict =
+  | "accept"
+  | "unknown-domain"
+  | "unknown-mailbox"
+  | "over-quota"
+  | "routing-syntax";
 
 /** An error the caller should show as-is (admin commands). */
 export class StoreError extends Error {
@@ -179,6 +185,18 @@ export class StoreError extends Error {
     super(message);
     this.name = "StoreError";
   }
+}
+
+/**
+ * A domain name from an operator (CLI, HTTP API) in the queue's canonical form: lower-case A-labels,
+ * so `böb.test` and `xn--bb-fka.test` are one domain (RFC 5890 2.3.2.1).
+ */
+export function domainKeyOrThrow(name: string): string {
+  const key = canonicalDomain(name.trim());
+  if (key === null || !isValidDomain(key) || !key.includes(".")) {
+    throw new StoreError(`Not a valid domain name: ${name}`);
+  }
+  return key;
 }
 
 /** The queue store over an open database. */
@@ -195,7 +213,8 @@ export class QueueStore {
     const raw = open.raw;
     this.#stmts = {
       domainPolicy: raw.prepare(
-        "SELECT catch_all AS catchAll, quota_bytes AS quotaBytes, queued_bytes AS queuedBytes FROM domains WHERE name = ?",
+        "SELECT catch_all AS catchAll, quota_bytes AS quotaBytes, queued_bytes AS queuedBytes, " +
+          "allow_routing_syntax AS allowRoutingSyntax FROM domains WHERE name = ?",
       ),
       mailboxExists: raw.prepare("SELECT 1 AS ok FROM domain_mailboxes WHERE domain = ? AND local_part = ?"),
       insertMessage: raw.prepare(
@@ -268,6 +287,16 @@ export class QueueStore {
       throw new StoreError("Username must be 1-64 printable ASCII characters without spaces");
     }
     if (this.findAccount(username)) throw new StoreError(`Account ${username} already exists`, "conflict");
+    // Usernames are matched exactly everywhere (AUTH, throttle, CLI); two that differ only in case
+    // would be one typo away from each other, so they are refused.
+    const similar = this.#open.raw.prepare("SELECT username FROM accounts WHERE lower(username) = lower(?)")
+      .get(username) as { username: string } | undefined;
+    if (similar) {
+      throw new StoreError(
+        `Account ${similar.username} already exists (names differ only in case)`,
+        "conflict",
+      );
+    }
     const row = this.db.insert(accounts).values({ username, ...secrets, createdAt: this.#clock.now() })
       .returning().get();
     return row;
@@ -318,7 +347,7 @@ export class QueueStore {
 
   /** Adds a hosted domain owned by `username`. */
   addDomain(name: string, username: string, options: { mailboxes?: string[] } = {}): void {
-    const domain = name.toLowerCase();
+    const domain = domainKeyOrThrow(name);
     const account = this.findAccount(username);
     if (!account) throw new StoreError(`No account ${username}`, "not-found");
     if (this.db.select().from(domains).where(eq(domains.name, domain)).get()) {
@@ -348,7 +377,7 @@ export class QueueStore {
 
   /** Removes a domain; with queued mail only when `force` (which deletes that mail). */
   removeDomain(name: string, options: { force?: boolean } = {}): { deletedRecipients: number } {
-    const domain = name.toLowerCase();
+    const domain = domainKeyOrThrow(name);
     const row = this.db.select().from(domains).where(eq(domains.name, domain)).get();
     if (!row) throw new StoreError(`No domain ${domain}`, "not-found");
     const pending =
@@ -371,7 +400,8 @@ export class QueueStore {
 
   /** Sets a domain's hold flag (held mail stays queued and is not delivered on ATRN). */
   setDomainHold(name: string, hold: boolean): void {
-    const result = this.db.update(domains).set({ hold }).where(eq(domains.name, name.toLowerCase())).run();
+    const result = this.db.update(domains).set({ hold }).where(eq(domains.name, domainKeyOrThrow(name)))
+      .run();
     if (Number(result.changes) === 0) throw new StoreError(`No domain ${name}`, "not-found");
   }
 
@@ -391,6 +421,7 @@ export class QueueStore {
       mailboxes,
       retentionMs: d.retentionMs,
       quotaBytes: d.quotaBytes,
+      allowRoutingSyntax: d.allowRoutingSyntax,
       queuedRecipients: d.queuedRecipients,
       queuedBytes: d.queuedBytes,
       createdAt: d.createdAt,
@@ -416,13 +447,17 @@ export class QueueStore {
 
   /** RCPT-time recipient validation: hosted domain, and mailbox when the domain is not catch-all. */
   recipientVerdict(domain: string, localPart: string, incomingBytes = 0): RecipientVerdict {
-    const row = this.#stmts.domainPolicy.get(domain.toLowerCase()) as
-      | { catchAll: number; quotaBytes: number | null; queuedBytes: number }
+    const key = asciiLowerCase(domain);
+    const row = this.#stmts.domainPolicy.get(key) as
+      | { catchAll: number; quotaBytes: number | null; queuedBytes: number; allowRoutingSyntax: number }
       | undefined;
     if (!row) return "unknown-domain";
+    // `user%other@d`, `other!user@d` and `"user@other"@d` ask the next hop to relay onwards (RFC 5321
+    // 2.3.11 leaves local parts to their domain; the customer's MTA may trust fetchmail's loopback).
+    if (!row.allowRoutingSyntax && /[%!@]/.test(localPart)) return "routing-syntax";
     if (
       !row.catchAll && localPart.toLowerCase() !== "postmaster" &&
-      !this.#stmts.mailboxExists.get(domain.toLowerCase(), localPart)
+      !this.#stmts.mailboxExists.get(key, localPart)
     ) {
       // RFC 5321 4.5.1: postmaster must be accepted for every served domain.
       return "unknown-mailbox";
@@ -438,14 +473,20 @@ export class QueueStore {
    */
   updateDomain(
     name: string,
-    changes: { retentionMs?: number | null; quotaBytes?: number | null; mailboxes?: string[] | null },
+    changes: {
+      retentionMs?: number | null;
+      quotaBytes?: number | null;
+      mailboxes?: string[] | null;
+      allowRoutingSyntax?: boolean;
+    },
   ): void {
-    const domain = name.toLowerCase();
+    const domain = domainKeyOrThrow(name);
     if (!this.hasDomain(domain)) throw new StoreError(`No domain ${domain}`, "not-found");
     this.transaction(() => {
       const set: Partial<typeof domains.$inferInsert> = {};
       if (changes.retentionMs !== undefined) set.retentionMs = changes.retentionMs;
       if (changes.quotaBytes !== undefined) set.quotaBytes = changes.quotaBytes;
+      if (changes.allowRoutingSyntax !== undefined) set.allowRoutingSyntax = changes.allowRoutingSyntax;
       if (changes.mailboxes !== undefined) {
         set.catchAll = changes.mailboxes === null;
         this.db.delete(domainMailboxes).where(eq(domainMailboxes.domain, domain)).run();
@@ -527,7 +568,7 @@ export class QueueStore {
       s.setChunkCount.run(seq, id);
     }
     for (const r of message.recipients) {
-      s.insertRecipient.run(id, r.address, r.domain.toLowerCase(), now, body.size, r.notify, r.orcpt);
+      s.insertRecipient.run(id, r.address, asciiLowerCase(r.domain), now, body.size, r.notify, r.orcpt);
     }
     return id;
   }
@@ -662,6 +703,16 @@ export class QueueStore {
     });
   }
 
+  /**
+   * A poll that found no mail: updates the domains' last-poll fields instead of adding a history row,
+   * so a customer polling often does not grow the database.
+   */
+  recordPoll(accountId: number, domainNames: readonly string[], peer: string, at: number): void {
+    if (domainNames.length === 0) return;
+    this.db.update(domains).set({ lastAtrnAt: at, lastAtrnPeer: peer, lastAtrnDelivered: 0 })
+      .where(and(inArray(domains.name, [...domainNames]), eq(domains.accountId, accountId))).run();
+  }
+
   /** The most recent ATRN sessions, newest first. */
   recentAtrnSessions(limit = 20): (typeof atrnSessions.$inferSelect)[] {
     return this.db.select().from(atrnSessions).orderBy(desc(atrnSessions.id)).limit(limit).all();
@@ -692,7 +743,9 @@ export class QueueStore {
   listQueue(filter: QueueListFilter = {}): QueueListRow[] {
     const limit = Math.min(Math.max(filter.limit ?? 50, 1), 500);
     const conditions = [gt(recipients.messageId, filter.afterId ?? 0)];
-    if (filter.domain) conditions.push(eq(recipients.domain, filter.domain.toLowerCase()));
+    if (filter.domain) {
+      conditions.push(eq(recipients.domain, canonicalDomain(filter.domain) ?? filter.domain));
+    }
     if (filter.status) conditions.push(eq(recipients.status, filter.status));
     const ids = this.db.selectDistinct({ id: recipients.messageId }).from(recipients).where(
       and(...conditions),
@@ -786,8 +839,9 @@ export class QueueStore {
 
   /** True when `name` (any case) is a hosted domain (primary-key lookup). */
   hasDomain(name: string): boolean {
-    return this.#open.raw.prepare("SELECT 1 AS ok FROM domains WHERE name = ?").get(name.toLowerCase()) !==
-      undefined;
+    const key = canonicalDomain(name);
+    return key !== null &&
+      this.#open.raw.prepare("SELECT 1 AS ok FROM domains WHERE name = ?").get(key) !== undefined;
   }
 
   /** True when the database answers and accepts a write (for /readyz). */

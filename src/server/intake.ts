@@ -24,6 +24,7 @@ import type { RelayState } from "../relay_state.ts";
 import { type Mailbox, parseMailFrom, parseRcptTo } from "../smtp/address.ts";
 import { DataReader, dataRejection } from "../smtp/data_reader.ts";
 import { buildEhloReply } from "../smtp/ehlo.ts";
+import { canonicalDomain } from "../smtp/idna.ts";
 import { type MailParams, parseMailParams, parseRcptParams } from "../smtp/params.ts";
 import { buildReceivedHeader, ReceivedHeaderCounter, receivedProtocol } from "../smtp/received.ts";
 import {
@@ -44,6 +45,7 @@ import {
   C452QuotaExceeded,
   C452TooManyRecipients,
   C500SyntaxError,
+  C501ArgumentRequired,
   C501HeloSyntax,
   C501NoArguments,
   C502NotImplemented,
@@ -52,6 +54,7 @@ import {
   C503NeedRcpt,
   C503NestedMail,
   C550RelayDenied,
+  C550RoutingSyntax,
   C550UnknownRecipient,
   C552TooBig,
   C554NoValidRecipients,
@@ -140,7 +143,7 @@ export class IntakeProtocol implements Protocol {
       RSET: (arg) => this.#rset(arg),
       NOOP: () => ({ reply: C250Ok }),
       // RFC 5321 7.3: a server that does not verify answers 252.
-      VRFY: (arg) => ({ reply: arg ? C252CannotVrfy : C501NoArguments("VRFY") }),
+      VRFY: (arg) => ({ reply: arg ? C252CannotVrfy : C501ArgumentRequired("VRFY", "<user or mailbox>") }),
       HELP: () => ({ reply: C214Help }),
       QUIT: () => ({ reply: C221Bye, effect: { kind: "close" } }),
       STARTTLS: (arg) => this.#startTls(arg),
@@ -166,6 +169,11 @@ export class IntakeProtocol implements Protocol {
 
   isJunk(verb: string): boolean {
     return verb === "NOOP" || verb === "RSET" || verb === "VRFY" || verb === "HELP";
+  }
+
+  protectedFromEviction(): boolean {
+    // A sender in the middle of a transaction keeps its slot; idle connections may make room.
+    return this.#tx !== null;
   }
 
   allowsNonAscii(verb: string): boolean {
@@ -252,12 +260,13 @@ export class IntakeProtocol implements Protocol {
       // no mailbox of its own, so it goes to postmasterAddress (in a hosted domain) when configured.
       const target = path.domain === ""
         ? this.#postmaster()
-        : { address: path.address, domain: path.domainLower, localPart: path.localPart };
+        : { address: path.address, domain: path.domainKey, localPart: path.localPart };
       if (!target) throw this.#reject(C550UnknownRecipient, "bare-postmaster");
       const verdict = this.#deps.store.recipientVerdict(target.domain, target.localPart, tx.params.size ?? 0);
       if (verdict === "unknown-domain") throw this.#reject(C550RelayDenied, "relay-denied");
       if (verdict === "unknown-mailbox") throw this.#reject(C550UnknownRecipient, "unknown-mailbox");
       if (verdict === "over-quota") throw this.#reject(C452QuotaExceeded, "over-quota");
+      if (verdict === "routing-syntax") throw this.#reject(C550RoutingSyntax, "routing-syntax");
       if (!tx.recipients.some((r) => r.address === target.address)) {
         tx.recipients.push({
           address: target.address,
@@ -277,8 +286,9 @@ export class IntakeProtocol implements Protocol {
   #postmaster(): { address: string; domain: string; localPart: string } | null {
     const address = this.#deps.config.postmasterAddress;
     const at = address?.lastIndexOf("@") ?? -1;
-    if (!address || at <= 0) return null;
-    return { address, domain: address.slice(at + 1).toLowerCase(), localPart: address.slice(0, at) };
+    const domain = at > 0 ? canonicalDomain(address!.slice(at + 1)) : null;
+    if (!address || domain === null) return null;
+    return { address, domain, localPart: address.slice(0, at) };
   }
 
   #reject(reply: Reply, reason: string): SmtpError {

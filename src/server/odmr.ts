@@ -36,6 +36,7 @@ import {
   C250Ok,
   C334Challenge,
   C421TooManyErrors,
+  C450AtrnRateLimited,
   C450AtrnRefused,
   C451AtrnUnavailable,
   C453NoMail,
@@ -56,6 +57,7 @@ import {
   type Reply,
   SmtpError,
 } from "../smtp/reply_codes.ts";
+import type { SlidingWindowLimit } from "./rate_limit.ts";
 import type { AuthThrottle } from "./sasl/auth_throttle.ts";
 import { encodeBase64 } from "./sasl/base64.ts";
 import { makeChallenge, parseCramMd5Response, verifyCramMd5 } from "./sasl/cram_md5.ts";
@@ -96,6 +98,8 @@ export interface OdmrDeps {
   logger: Logger;
   leases: DomainLeases;
   throttle: AuthThrottle;
+  /** ATRN commands per account (config `atrnMaxPerMinute`). */
+  atrnRateLimit: SlidingWindowLimit;
   tlsAvailable: boolean;
   /** A CRAM-MD5 secret and a scrypt hash that match nothing, for unknown users (equal work). */
   dummyCramSecret: string;
@@ -157,6 +161,15 @@ export class OdmrProtocol implements Protocol {
 
   isJunk(verb: string): boolean {
     return verb === "NOOP" || verb === "RSET" || verb === "HELP";
+  }
+
+  authenticated(): boolean {
+    return this.#account !== null;
+  }
+
+  protectedFromEviction(): boolean {
+    // Only a customer who proved the secret keeps its slot when the listener is full.
+    return this.#account !== null;
   }
 
   redact(verb: string): boolean {
@@ -230,14 +243,16 @@ export class OdmrProtocol implements Protocol {
         return this.#challenge(LOGIN_USERNAME_PROMPT, (userLine) => {
           const user = parseLoginResponse(userLine, "username");
           if (!user.ok) {
-            return user.reason === "bad-base64" ? { reply: C501BadBase64 } : this.#failed(null, "malformed");
+            return user.reason === "bad-base64"
+              ? { reply: C501BadBase64 }
+              : this.#failed(null, null, "malformed");
           }
           return this.#challenge(LOGIN_PASSWORD_PROMPT, (passLine) => {
             const pass = parseLoginResponse(passLine, "password");
             if (!pass.ok) {
               return pass.reason === "bad-base64"
                 ? { reply: C501BadBase64 }
-                : this.#failed(user.value, "malformed");
+                : this.#failed(user.value, null, "malformed");
             }
             return this.#checkPassword(user.value, pass.value);
           });
@@ -260,7 +275,7 @@ export class OdmrProtocol implements Protocol {
     if (!response.ok) {
       return response.reason === "bad-base64"
         ? { reply: C501BadBase64 }
-        : await this.#failed(null, "malformed");
+        : await this.#failed(null, null, "malformed");
     }
     const account = this.#deps.store.findAccount(response.username);
     // Same work for unknown users: verify against a secret that matches nothing.
@@ -270,7 +285,7 @@ export class OdmrProtocol implements Protocol {
       response.digest,
     );
     const refusal = this.#refusal(account, ok);
-    if (refusal) return await this.#failed(response.username, refusal);
+    if (refusal) return await this.#failed(response.username, account, refusal);
     return this.#succeeded(account!, "CRAM-MD5");
   }
 
@@ -279,7 +294,7 @@ export class OdmrProtocol implements Protocol {
     if (!credentials.ok) {
       return credentials.reason === "bad-base64"
         ? { reply: C501BadBase64 }
-        : await this.#failed(null, "malformed");
+        : await this.#failed(null, null, "malformed");
     }
     return this.#checkPassword(credentials.authcid, credentials.password);
   }
@@ -291,40 +306,47 @@ export class OdmrProtocol implements Protocol {
       ENCODER.encode(password),
     );
     const refusal = this.#refusal(account, ok);
-    if (refusal) return await this.#failed(username, refusal);
+    if (refusal) return await this.#failed(username, account, refusal);
     return this.#succeeded(account!, "PLAIN");
   }
 
   /**
-   * Why a verified attempt is refused, or null to accept. An account locked by recent failures
-   * (from anywhere) refuses even the right secret, with the SAME 535 and delay as a wrong one, so
-   * the lock never tells a guesser that a guess was right (PROTOCOL 7 #14).
+   * Why a verified attempt is refused, or null to accept. An account locked for THIS address by its
+   * recent failures refuses even the right secret, with the SAME 535 and delay as a wrong one, so the
+   * lock never tells a guesser that a guess was right; the owner elsewhere is not affected
+   * (docs/security.md).
    */
   #refusal(account: Account | null, secretOk: boolean): string | null {
     if (!account) return "unknown-user";
     if (!secretOk) return "bad-secret";
     if (account.disabled) return "disabled";
-    if (this.#deps.throttle.isAccountLocked(account.username)) return "account-locked";
+    if (this.#deps.throttle.isLocked(account.username, this.#conn.remoteAddress)) return "account-locked";
     return null;
   }
 
   #succeeded(account: Account, mechanism: string): HandlerResult {
     this.#account = account;
-    this.#deps.throttle.recordSuccess(this.#conn.remoteAddress);
+    this.#deps.throttle.recordSuccess(this.#conn.remoteAddress, account.username);
     this.#deps.logger.info("authenticated", { user: account.username, mechanism, tls: this.#conn.isTls });
     return { reply: C235AuthSucceeded };
   }
 
-  async #failed(username: string | null, reason: string): Promise<HandlerResult> {
+  /**
+   * A failed AUTH: `typed` is the name the client gave (for the log), `account` the account it named
+   * when one exists. Only an existing account's counters move: a name that matches nothing counts
+   * against the IP alone, so it can never slow down or lock a real account.
+   */
+  async #failed(typed: string | null, account: Account | null, reason: string): Promise<HandlerResult> {
     const { throttle, state, logger } = this.#deps;
     const ip = this.#conn.remoteAddress;
-    const delay = throttle.delayMsFor(ip, username ?? undefined);
+    const key = account?.username;
+    const delay = throttle.delayMsFor(ip, key);
     // A right secret refused only because of the lock is not counted again: the owner retrying
-    // must not keep their own account locked.
-    if (reason !== "account-locked") throttle.recordFailure(ip, username ?? undefined);
+    // must not keep that address locked.
+    if (reason !== "account-locked") throttle.recordFailure(ip, key);
     this.#authFailures++;
     state.authFailures.inc(reason);
-    logger.info("authentication failed", { user: username ?? undefined, reason, delayMs: delay });
+    logger.info("authentication failed", { user: typed ?? undefined, reason, delayMs: delay });
     // A growing delay slows guessing (PROTOCOL 7 #14); the reply is the same for every reason.
     if (delay > 0) await (this.#deps.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms))))(delay);
     if (throttle.shouldDisconnect(this.#authFailures)) {
@@ -351,6 +373,12 @@ export class OdmrProtocol implements Protocol {
     // RFC 2645 5.2.1 / 7: ATRN before AUTH MUST be refused with 530.
     const account = this.#account;
     if (!account) return { reply: C530AuthRequired };
+    if (!this.#deps.atrnRateLimit.tryTake(String(account.id))) {
+      // Over the per-account rate: answered without touching the database (docs/security.md).
+      state.atrnSessions.inc("rate-limited");
+      logger.info("atrn", { user: account.username, outcome: "rate-limited" });
+      return { reply: C450AtrnRateLimited };
+    }
     const startedAt = this.#now();
     // RFC 2645 5.2.1: comma-separated domains; none means every domain of the account.
     const requested = parseAtrnDomains(arg, { maxDomains: config.atrnMaxDomains });
@@ -371,7 +399,11 @@ export class OdmrProtocol implements Protocol {
       });
     };
     const record = (outcome: "no-mail" | "refused" | "busy", reply: Reply, detail: string) => {
-      save({ delivered: 0, deferred: 0, failed: 0, outcome, detail });
+      if (outcome === "no-mail") {
+        // The usual answer to a poll: remembered as the domains' last poll, not as a history row.
+        state.atrnSessions.inc(outcome);
+        store.recordPoll(account.id, domains, this.#conn.remoteAddress, this.#now());
+      } else save({ delivered: 0, deferred: 0, failed: 0, outcome, detail });
       logger.info("atrn", { user: account.username, domains: domains.join(","), outcome, code: reply.code });
       return { reply };
     };

@@ -20,6 +20,8 @@ import { type Command, findInvalidCommandChar, parseCommand } from "../smtp/comm
 import { formatReply } from "../smtp/reply.ts";
 import {
   C221ForbiddenCommand,
+  C421AuthTimeLimit,
+  C421Evicted,
   C421LineTooLong,
   C421LocalError,
   C421ShuttingDown,
@@ -87,6 +89,10 @@ export interface Protocol {
   redact?(verb: string): boolean;
   /** Allow non-ASCII in this command's argument (MAIL/RCPT with SMTPUTF8 advertised, RFC 6531). */
   allowsNonAscii?(verb: string): boolean;
+  /** False until the client has authenticated (ODMR): the pre-AUTH deadline applies until then. */
+  authenticated?(): boolean;
+  /** True while the session must not be closed to make room for others (authenticated, open transaction). */
+  protectedFromEviction?(): boolean;
 }
 
 /** Limits and identity the loop enforces. */
@@ -102,6 +108,8 @@ export interface SessionLimits {
   enhancedCodes: boolean;
   /** Log every line at trace level. */
   wireTrace: boolean;
+  /** Time from connect until `protocol.authenticated()` must be true; 0 or absent: no such deadline. */
+  preAuthTimeoutMs?: number;
 }
 
 /** Session hooks for the server that owns the loop (shutdown, TLS context). */
@@ -160,6 +168,19 @@ export class SessionLoop {
     }
   }
 
+  /**
+   * True when the listener may close this session to make room for a newcomer: not receiving a
+   * message, not authenticated, no transaction open (the protocol decides the last two).
+   */
+  get evictable(): boolean {
+    return !this.#inData && !(this.#ctx.protocol.protectedFromEviction?.() ?? false);
+  }
+
+  /** Closes the session with `421 4.7.0` to make room for another connection (the listener is full). */
+  evict(): void {
+    void this.#fatal(C421Evicted(this.#ctx.limits.hostname), "evicted to make room");
+  }
+
   /** Writes a reply, formatted for this session (wire trace at level trace). */
   async send(reply: Reply): Promise<void> {
     const text = formatReply(reply, { enhanced: this.#ctx.limits.enhancedCodes });
@@ -206,6 +227,18 @@ export class SessionLoop {
     return this.#ctx.limits.sessionTimeoutMs - (this.#now() - this.#started);
   }
 
+  /** Time left before the pre-AUTH deadline, or Infinity when it does not apply (any more). */
+  #preAuthRemaining(): number {
+    const limit = this.#ctx.limits.preAuthTimeoutMs ?? 0;
+    if (limit <= 0 || (this.#ctx.protocol.authenticated?.() ?? true)) return Infinity;
+    return limit - (this.#now() - this.#started);
+  }
+
+  /** How long the next read may wait: idle timeout, bounded by the session cap and the AUTH deadline. */
+  #readTimeout(): number {
+    return Math.max(1, Math.min(this.#ctx.limits.idleTimeoutMs, this.#remaining(), this.#preAuthRemaining()));
+  }
+
   /** Reads one command line; handles the line-level errors; null when the session is over. */
   async #readCommandLine(
     maxLength: number,
@@ -213,7 +246,7 @@ export class SessionLoop {
     secret = false,
   ): Promise<string | null | typeof ABANDONED> {
     const { conn, limits } = this.#ctx;
-    let timeoutMs = Math.max(1, Math.min(limits.idleTimeoutMs, this.#remaining()));
+    let timeoutMs = this.#readTimeout();
     if (this.#firstCommand) {
       const waitStarted = this.#now();
       this.#firstCommand = false;
@@ -257,6 +290,11 @@ export class SessionLoop {
           return null;
         }
         if (error instanceof ReadTimeoutError) {
+          if (this.#preAuthRemaining() <= 0) {
+            // An unauthenticated connection holds a slot only briefly (docs/security.md).
+            await this.#fatal(C421AuthTimeLimit(limits.hostname), "authentication time limit");
+            return null;
+          }
           // RFC 5321 4.5.3.2.7 and 3.8: a timeout is one of the reasons a server may close.
           await this.#fatal(
             C421Timeout(limits.hostname),

@@ -27,6 +27,8 @@ export interface ServiceOptions {
   hostname: string;
   /** Implicit TLS from the first byte (the odmrs listener). */
   implicitTls?: SecureContext;
+  /** Longest implicit-TLS handshake (config `tlsHandshakeTimeout`). */
+  tlsHandshakeTimeoutMs: number;
   maxConnections: number;
   maxConnectionsPerIp: number;
   maxLineLength: number;
@@ -52,18 +54,28 @@ export function newConnectionId(): string {
 /** Binds and starts a service. Rejects with a clear message when the bind fails. */
 export async function startSmtpService(options: ServiceOptions): Promise<SmtpService> {
   const { logger, state, name, hostname } = options;
-  const sessions = new Set<SessionLoop>();
+  const sessions = new Map<LineConnection, SessionLoop>();
   let draining = false;
   const counter = name === "smtp" ? "activeSmtpSessions" : "activeOdmrSessions";
 
   const listener: Listener = await startListener({
     host: options.listen.host,
     port: options.listen.port,
-    // 10 s for an implicit-TLS handshake: real clients need milliseconds; idle sockets go quickly.
-    ...(options.implicitTls ? { tls: options.implicitTls, handshakeTimeoutMs: 10_000 } : {}),
+    // Real clients finish a handshake in milliseconds; a short limit frees idle sockets quickly.
+    ...(options.implicitTls
+      ? { tls: options.implicitTls, handshakeTimeoutMs: options.tlsHandshakeTimeoutMs }
+      : {}),
     maxConnections: options.maxConnections,
     maxConnectionsPerIp: options.maxConnectionsPerIp,
     connection: { maxLineLength: options.maxLineLength },
+    // When full, an idle stranger's connection makes room for a newcomer (src/net/listener.ts).
+    evictable: (conn) => sessions.get(conn)?.evictable ?? false,
+    evict: (conn) => {
+      state.connections.inc(`${name}-evicted`);
+      const session = sessions.get(conn);
+      if (session) session.evict();
+      else conn.destroy();
+    },
     onConnection: async (conn: LineConnection, info: ConnectionInfo) => {
       if (draining) {
         state.connections.inc(`${name}-refused-shutdown`);
@@ -75,12 +87,12 @@ export async function startSmtpService(options: ServiceOptions): Promise<SmtpSer
       sessionLogger.info("connect", { ip: info.remoteAddress, port: info.remotePort, tls: info.tls });
       state.connections.inc(`${name}-accepted`);
       const session = options.createSession(conn, cid, sessionLogger);
-      sessions.add(session);
+      sessions.set(conn, session);
       state[counter]++;
       try {
         await session.run();
       } finally {
-        sessions.delete(session);
+        sessions.delete(conn);
         state[counter]--;
         sessionLogger.info("disconnect", { bytesIn: conn.bytesIn, bytesOut: conn.bytesOut });
       }
@@ -108,7 +120,7 @@ export async function startSmtpService(options: ServiceOptions): Promise<SmtpSer
     activeSessions: () => sessions.size,
     async stop(graceMs: number) {
       draining = true;
-      for (const session of sessions) session.requestShutdown();
+      for (const session of sessions.values()) session.requestShutdown();
       const deadline = Date.now() + graceMs;
       while (sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
       if (sessions.size > 0) {

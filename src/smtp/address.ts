@@ -19,6 +19,7 @@
 
 import { findInvalidCommandChar } from "./command.ts";
 import { isAddressLiteral, isValidDomain, MAX_DOMAIN_LENGTH } from "./domain.ts";
+import { asciiLowerCase, canonicalDomain } from "./idna.ts";
 import {
   C501BadRecipientSyntax,
   C501BadSenderSyntax,
@@ -48,8 +49,12 @@ export interface Mailbox {
    * recipient (RFC 5321 4.1.1.3).
    */
   domain: string;
-  /** `domain` lower-cased, for comparisons (domains are case-insensitive, RFC 5321 2.4). */
-  domainLower: string;
+  /**
+   * `domain` in canonical form, for comparisons and the queue: lower-case A-labels (domains are
+   * case-insensitive, RFC 5321 2.4; a U-label and its A-label are one domain, RFC 5890 2.3.2.1), or the
+   * lower-cased address literal.
+   */
+  domainKey: string;
   /** `localPart@domain`, or just `localPart` for `<Postmaster>`; without angle brackets. */
   address: string;
 }
@@ -243,7 +248,7 @@ class PathScanner {
     if (this.#peek() === ">" && this.#isRcpt && localPart.toLowerCase() === "postmaster") {
       // RFC 5321 4.1.1.3: "<Postmaster>" without a domain must be accepted, case-insensitively.
       return {
-        mailbox: { localPart: normalized, domain: "", domainLower: "", address: normalized },
+        mailbox: { localPart: normalized, domain: "", domainKey: "", address: normalized },
         end: this.#pos,
       };
     }
@@ -255,7 +260,8 @@ class PathScanner {
       mailbox: {
         localPart: normalized,
         domain,
-        domainLower: domain.toLowerCase(),
+        // #domain() has checked that a name has a canonical form.
+        domainKey: domain.startsWith("[") ? asciiLowerCase(domain) : canonicalDomain(domain)!,
         address: `${normalized}@${domain}`,
       },
       end,
@@ -296,6 +302,8 @@ class PathScanner {
     if (!isValidDomain(domain, { allowUtf8: this.#utf8 })) {
       throw new PathSyntaxError("Invalid domain in path");
     }
+    // RFC 5891 5.4: every label must be a valid A-label or U-label (no look-alikes folded silently).
+    if (canonicalDomain(domain) === null) throw new PathSyntaxError("Domain is not a valid IDNA name");
     return domain;
   }
 

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { canonicalDomain } from "./idna.ts";
 import { C501BadAtrnSyntax, SmtpError } from "./reply_codes.ts";
 
 /** RFC 5321 4.5.3.1.2: a domain name is at most 255 octets. */
@@ -134,10 +135,12 @@ export function parseAtrnDomains(arg: string, options: AtrnDomainOptions = {}): 
     if (name === "") {
       throw new SmtpError(C501BadAtrnSyntax, { logReason: "ATRN domain list has an empty item" });
     }
-    if (!isValidAtrnDomain(name)) {
+    // A-labels compare in their canonical form (RFC 5890 2.3.2.1); bad Punycode is refused.
+    const key = isValidAtrnDomain(name) ? canonicalDomain(name) : null;
+    if (key === null) {
       throw new SmtpError(C501BadAtrnSyntax, { logReason: "ATRN domain list has an invalid domain" });
     }
-    domains.add(name.toLowerCase());
+    domains.add(key);
   }
   return [...domains];
 }

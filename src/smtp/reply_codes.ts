@@ -110,6 +110,14 @@ export const C421TooManyErrors = (host: string): Reply =>
 export const C421TooManyConnections = (host: string): Reply =>
   define(421, "4.7.0", `${host} Error: too many connections`);
 
+/** `421 4.7.0 <host>` to an idle connection closed to make room for another (RFC 5321 3.8, 7.8). */
+export const C421Evicted = (host: string): Reply =>
+  define(421, "4.7.0", `${host} Error: too many connections, closing an idle one`);
+
+/** `421 4.7.0 <host>` when no AUTH succeeded within the pre-authentication time (RFC 5321 3.8, 7.8). */
+export const C421AuthTimeLimit = (host: string): Reply =>
+  define(421, "4.7.0", `${host} Error: authentication time limit exceeded`);
+
 /** `421 4.3.0 <host> Error: internal error`, for bugs caught at the connection boundary (DESIGN 4.3). */
 export const C421LocalError = (host: string): Reply => define(421, "4.3.0", `${host} Error: internal error`);
 
@@ -125,6 +133,9 @@ export const C432PasswordTransition = define(432, "4.7.12", "A password transiti
 
 /** `450 4.7.1 ATRN request refused` (RFC 2645 5.2.1): one text for every refusal, so no domain enumeration. */
 export const C450AtrnRefused = define(450, "4.7.1", "ATRN request refused");
+
+/** `450 4.7.0` to an account polling faster than `atrnMaxPerMinute` (RFC 2645 5.2.1 allows 450). */
+export const C450AtrnRateLimited = define(450, "4.7.0", "Too many ATRN requests, try again later");
 
 /** `451 4.3.0 Error: local error in processing` (RFC 5321 4.2.3). */
 export const C451LocalError = define(451, "4.3.0", "Error: local error in processing");
@@ -188,6 +199,10 @@ export const C501SyntaxError = define(501, "5.5.4", "Syntax error in parameters 
 /** `501 5.5.4 Syntax: <verb> takes no arguments` for RSET, DATA, QUIT, STARTTLS (RFC 5321 4.3.2). */
 export const C501NoArguments = (verb: string): Reply =>
   define(501, "5.5.4", `Syntax: ${verb} takes no arguments`);
+
+/** `501 5.5.4 Syntax: <verb> needs an argument`, e.g. `VRFY` without a string (RFC 5321 4.1.1.6). */
+export const C501ArgumentRequired = (verb: string, what: string): Reply =>
+  define(501, "5.5.4", `Syntax: ${verb} ${what}`);
 
 /** `501 5.5.4 Syntax: MAIL FROM:<address>` (RFC 5321 4.1.1.2). */
 export const C501MailSyntax = define(501, "5.5.4", "Syntax: MAIL FROM:<address>");
@@ -293,6 +308,13 @@ export const C550RelayDenied = define(550, "5.7.1", "Error: relay access denied"
 
 /** `550 5.1.1 Error: mailbox unavailable` for an unknown recipient (RFC 3463 X.1.1). */
 export const C550UnknownRecipient = define(550, "5.1.1", "Error: mailbox unavailable");
+
+/** `550 5.7.1` for `%`, `!` or `@` routing in a local part, refused unless the domain allows it. */
+export const C550RoutingSyntax = define(
+  550,
+  "5.7.1",
+  "Error: routing syntax in the local part is not accepted",
+);
 
 /** `550 5.6.7 Must declare SMTPUTF8 to send unicode address` on MAIL (RFC 6531 3.5). */
 export const C550UnicodeSenderNotAllowed = define(

@@ -86,11 +86,14 @@ describe("fetchmail interop (proto ODMR into smtp-sink)", { skip: skip ?? false 
   // in doODMR (odmr.c) and exits 0. Asserted as observed; the 453 itself is checked in its output.
   it("no mail: 453, fetchmail exits 0 (its doODMR maps PS_NOMAIL to success)", async () => {
     const before = sink.count();
+    const id0 = relay.store.recentAtrnSessions(1)[0]?.id;
     const r = await fetch({ domains: ["a.test"] });
     assert.equal(r.code, 0, r.output);
     assert.match(r.output, /ODMR< 453 4\.2\.0 You have no mail/);
     assert.equal(sink.count(), before);
-    assert.equal(lastAtrn(relay).outcome, "no-mail");
+    // Remembered as the domain's last poll, not as a history row.
+    assert.equal(relay.store.recentAtrnSessions(1)[0]?.id, id0);
+    assert.notEqual(relay.store.listDomains().find((d) => d.name === "a.test")!.lastAtrnAt, null);
   });
 
   // fetchmail's ODMR AUTH goes through SMTP_ok, which returns SM_ERROR (128) for any non-2xx reply,

@@ -23,7 +23,10 @@ const sinkMissing = ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"].some(existsSyn
   : "skipped: smtp-sink not installed (apt-get install postfix)";
 if (sinkMissing) console.error(`pull interop: ${sinkMissing}`);
 
-async function pull(args: string[], secret: string): Promise<{ code: number; out: string }> {
+/** Plaintext must be asked for: STARTTLS is the default. */
+const PLAIN = ["--tls", "none"] as const;
+
+async function pull(args: readonly string[], secret: string): Promise<{ code: number; out: string }> {
   let out = "";
   const code = await runCli(["pull", ...args], {
     out: (t) => (out += t + "\n"),
@@ -47,7 +50,12 @@ describe("odmr-relay pull into smtp-sink", { skip: sinkMissing ?? false }, () =>
     await relay?.stop();
   });
 
-  const run = (port: number, extra: string[] = [], secret = "alice-secret", domains = "example.test") =>
+  const run = (
+    port: number,
+    extra: readonly string[] = [],
+    secret = "alice-secret",
+    domains = "example.test",
+  ) =>
     pull([
       "--server",
       `127.0.0.1:${port}`,
@@ -69,8 +77,9 @@ describe("odmr-relay pull into smtp-sink", { skip: sinkMissing ?? false }, () =>
 
   for (
     const [name, port, extra] of [
-      ["plaintext", () => relay.odmrPort, []],
+      ["plaintext", () => relay.odmrPort, PLAIN],
       ["STARTTLS (--tls starttls --ca)", () => relay.odmrPort, ["--tls", "starttls", "--ca", cert!.caFile]],
+      ["STARTTLS by default (--ca only)", () => relay.odmrPort, ["--ca", cert!.caFile]],
       ["implicit TLS (--tls implicit --ca)", () => relay.odmrsPort, [
         "--tls",
         "implicit",
@@ -89,23 +98,48 @@ describe("odmr-relay pull into smtp-sink", { skip: sinkMissing ?? false }, () =>
       const r = await run(port(), [...extra]);
       assert.equal(r.code, 0, r.out);
       const rec = await waitForAtrnAfter(relay, id0);
-      assert.deepEqual([rec.outcome, rec.delivered, rec.tls], ["turned", 21, extra.length > 0]);
+      assert.deepEqual([rec.outcome, rec.delivered, rec.tls], ["turned", 21, name !== "plaintext"]);
       assert.equal(sink.count(), before + 21);
       // Only the a.test recipient of the two-domain message stays (one per case so far).
       assert.deepEqual(queuedAddresses(relay).filter((a) => !a.endsWith("@a.test")), []);
     });
   }
 
+  it("STARTTLS is the default and verifies the certificate: an unknown CA is refused, nothing delivered", async () => {
+    enqueue(relay.store, ["v@example.test"], "Subject: v\r\n\r\nv\r\n");
+    const before = sink.count();
+    const r = await pull([
+      "--server",
+      `127.0.0.1:${relay.odmrPort}`,
+      "--user",
+      "alice",
+      "--domains",
+      "example.test",
+      "--password-stdin",
+      "--smtp",
+      `127.0.0.1:${sink.port}`,
+      "--log-level",
+      "error",
+    ], "alice-secret");
+    assert.equal(r.code, 6, r.out);
+    assert.match(r.out, /certificate|self.signed|verify|unknown/i);
+    assert.equal(sink.count(), before);
+    assert.ok(queuedAddresses(relay).includes("v@example.test"));
+  });
+
   it("no mail: exit 1", async () => {
-    const r = await run(relay.odmrPort, [], "alice-secret", "b.test");
+    const id0 = relay.store.recentAtrnSessions(1)[0]?.id;
+    const r = await run(relay.odmrPort, PLAIN, "alice-secret", "b.test");
     assert.equal(r.code, 1, r.out);
-    assert.equal(lastAtrn(relay).outcome, "no-mail");
+    // A poll without mail updates the domain instead of adding a history row.
+    assert.equal(relay.store.recentAtrnSessions(1)[0]?.id, id0);
+    assert.ok(relay.store.listDomains().find((d) => d.name === "b.test")!.lastAtrnAt !== null);
   });
 
   it("wrong secret: exit 3, nothing delivered", async () => {
     enqueue(relay.store, ["z@example.test"], "Subject: z\r\n\r\nz\r\n");
     const before = sink.count();
-    const r = await run(relay.odmrPort, [], "wrong");
+    const r = await run(relay.odmrPort, PLAIN, "wrong");
     assert.equal(r.code, 3, r.out);
     assert.equal(sink.count(), before);
     assert.ok(queuedAddresses(relay).includes("z@example.test"));
@@ -129,6 +163,8 @@ describe("odmr-relay pull into smtp-sink", { skip: sinkMissing ?? false }, () =>
       "customer.test",
       "--log-level",
       "error",
+      "--tls",
+      "none",
     ], "alice-secret");
     assert.equal(r.code, 5, r.out);
     const rec = await waitForAtrnAfter(relay, id0);
@@ -138,7 +174,7 @@ describe("odmr-relay pull into smtp-sink", { skip: sinkMissing ?? false }, () =>
   });
 
   it("a domain of another account: exit 4 (450)", async () => {
-    const r = await run(relay.odmrPort, [], "alice-secret", "other.test");
+    const r = await run(relay.odmrPort, PLAIN, "alice-secret", "other.test");
     assert.equal(r.code, 4, r.out);
     assert.match(r.out, /450/);
   });

@@ -56,6 +56,27 @@ describe("migrations", () => {
 });
 
 describe("accounts and domains", () => {
+  test("account names are exact, and one that differs from another only in case is refused", () => {
+    const { store } = seeded();
+    assert.equal(store.findAccount("ALICE"), null);
+    assert.throws(() => store.addAccount("Alice", testSecrets("x")), (e: unknown) => {
+      assert.ok(e instanceof StoreError && e.kind === "conflict");
+      assert.match((e as Error).message, /differ only in case/);
+      return true;
+    });
+  });
+
+  test("domains are stored in A-label form; a U-label names the same domain", () => {
+    const { store } = seeded();
+    store.addDomain("böb.test", "alice");
+    assert.ok(store.listDomains().some((d) => d.name === "xn--bb-fka.test"));
+    assert.ok(store.hasDomain("XN--BB-FKA.test"));
+    assert.throws(() => store.addDomain("xn--bb-fka.test", "bob"), StoreError);
+    assert.throws(() => store.addDomain("\u212Ailo.test", "bob"), /Not a valid domain name/);
+    store.removeDomain("böb.test");
+    assert.equal(store.hasDomain("xn--bb-fka.test"), false);
+  });
+
   test("duplicate accounts and domains are refused; unknown owners too", () => {
     const { store } = seeded();
     assert.throws(() => store.addAccount("alice", testSecrets("x")), StoreError);

@@ -370,7 +370,7 @@ describe("intake: hostile inputs (PROTOCOL.md 7)", () => {
       < 250 *
       > RCPT TO:<"john smith"@example.test>
       < 250 *
-      > RCPT TO:<"a@b\\"c\\\\d"@example.test>
+      > RCPT TO:<"b\\"c\\\\d"@example.test>
       < 250 *
       > RCPT TO:<"plain"@example.test>
       < 250 *
@@ -383,9 +383,54 @@ describe("intake: hostile inputs (PROTOCOL.md 7)", () => {
     const id = lastMessageId(relay);
     assert.deepEqual(allRecipients(relay).filter((r) => r.message_id === id).map((r) => r.address), [
       '"john smith"@example.test',
-      '"a@b\\"c\\\\d"@example.test',
+      '"b\\"c\\\\d"@example.test',
       "plain@example.test",
     ]);
+  });
+
+  // The customer's MTA, trusting the loopback connection from fetchmail, might relay these onwards.
+  for (const local of ["user%other.net", "other.net!user", '"user@other.net"', '"a@b\\"c"']) {
+    it(`routing syntax in the local part (${local}) is refused 550 5.7.1 by default`, async () => {
+      await runTranscript(
+        relay.smtpPort,
+        `${OPEN}
+        > MAIL FROM:<s@remote.test>
+        < 250 *
+        > RCPT TO:<${local}@example.test>
+        < 550 5.7.1 *
+        > QUIT
+        < 221 *
+      `,
+      );
+    });
+  }
+
+  it("routing syntax is accepted for a domain that allows it (domain set --allow-routing-syntax yes)", async () => {
+    relay.store.updateDomain("example.test", { allowRoutingSyntax: true });
+    try {
+      await runTranscript(
+        relay.smtpPort,
+        `${OPEN}
+        > MAIL FROM:<s@remote.test>
+        < 250 *
+        > RCPT TO:<user%other.net@example.test>
+        < 250 *
+        > RCPT TO:<"a@b"@example.test>
+        < 250 *
+        > DATA
+        < 354 *
+        > .
+        < 250 *
+      `,
+      );
+      const id = lastMessageId(relay);
+      assert.deepEqual(allRecipients(relay).filter((r) => r.message_id === id).map((r) => r.address), [
+        "user%other.net@example.test",
+        '"a@b"@example.test',
+      ]);
+    } finally {
+      relay.store.updateDomain("example.test", { allowRoutingSyntax: false });
+    }
   });
 
   it("#23 <> in RCPT 501 5.1.3; missing angle brackets 501 5.5.4; path over 256 octets 501", async () => {

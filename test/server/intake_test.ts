@@ -130,7 +130,7 @@ describe("intake: normal flows", () => {
       > NOOP anything at all
       < 250 2.0.0 Ok
       > VRFY
-      < 501 5.5.4 *
+      < 501 5.5.4 Syntax: VRFY <user or mailbox>
       > RSET now
       < 501 5.5.4 *
       > QUIT
@@ -665,6 +665,88 @@ ${body}
     );
     const id = lastMessageId(relay);
     assert.equal(allRecipients(relay).filter((r) => r.message_id === id).length, 1);
+  });
+});
+
+describe("intake: internationalized domains (IDNA)", () => {
+  let relay: TestRelay;
+  before(async () => {
+    relay = await startTestRelay({ odmr: false }, [
+      { username: "bob", password: "bob-secret", domains: ["xn--bb-fka.test", "kilo.test"] },
+    ]);
+  });
+  after(() => relay.stop());
+
+  it("a U-label recipient matches its hosted A-label and is queued under the A-label", async () => {
+    await runTranscript(
+      relay.smtpPort,
+      `${OPEN}
+      > MAIL FROM:<s@remote.test> SMTPUTF8
+      < 250 *
+      > RCPT TO:<user@böb.test>
+      < 250 *
+      > RCPT TO:<other@XN--BB-FKA.test>
+      < 250 *
+      > DATA
+      < 354 *
+      > .
+      < 250 *
+    `,
+    );
+    const id = lastMessageId(relay);
+    assert.deepEqual(
+      allRecipients(relay).filter((r) => r.message_id === id).map((r) => [r.address, r.domain]),
+      [["user@böb.test", "xn--bb-fka.test"], ["other@XN--BB-FKA.test", "xn--bb-fka.test"]],
+    );
+  });
+
+  it("look-alikes that UTS #46 would fold (Kelvin sign, fullwidth) and bad Punycode are refused", async () => {
+    await runTranscript(
+      relay.smtpPort,
+      `${OPEN}
+      > MAIL FROM:<s@remote.test> SMTPUTF8
+      < 250 *
+      > RCPT TO:<user@\u212Ailo.test>
+      < 501 5.1.3 *
+      > RCPT TO:<user@ｋilo.test>
+      < 501 5.1.3 *
+      > RCPT TO:<user@xn--zz.test>
+      < 501 5.1.3 *
+      > RCPT TO:<user@kilo.test>
+      < 250 *
+      > QUIT
+      < 221 *
+    `,
+    );
+  });
+});
+
+describe("intake: listener full of idle connections", () => {
+  it("an idle stranger's connection makes room for a sender from another address", async () => {
+    const { connect } = await import("node:net");
+    const relay = await startTestRelay({
+      odmr: false,
+      config: { smtpMaxConnections: 4, smtpMaxConnectionsPerIp: 4 },
+    });
+    const sockets: import("node:net").Socket[] = [];
+    try {
+      for (let i = 0; i < 4; i++) {
+        const s = connect({ host: "127.0.0.1", port: relay.smtpPort, localAddress: "127.0.40.1" });
+        s.on("error", () => {});
+        sockets.push(s);
+        await new Promise((r) => s.once("data", r));
+      }
+      const peer = await TranscriptPeer.connect(relay.smtpPort, { localAddress: "127.0.40.2" });
+      await peer.expect("220 *");
+      // Full again (3 + 1): the flooder cannot evict its own connections, so its next one is refused.
+      const fifth = await TranscriptPeer.connect(relay.smtpPort, { localAddress: "127.0.40.1" });
+      await fifth.expect("421 4.7.0 *");
+      fifth.close();
+      peer.close();
+    } finally {
+      for (const s of sockets) s.destroy();
+      await relay.stop();
+    }
   });
 });
 

@@ -28,7 +28,12 @@ export function startOdmrRelay(options: TestRelayOptions = {}, seed = ODMR_SEED)
   return startTestRelay({
     authThrottle: { baseDelayMs: 10, maxDelayMs: 50 },
     ...options,
-    flags: { authMaxFailuresPerIp: "1000", authMaxFailuresPerAccount: "1000", ...options.flags },
+    flags: {
+      authMaxFailuresPerIp: "1000",
+      authMaxFailuresPerAccountIp: "1000",
+      atrnMaxPerMinute: "1000",
+      ...options.flags,
+    },
   }, seed);
 }
 
@@ -52,10 +57,19 @@ export async function cramAuth(peer: TranscriptPeer, user: string, secret: strin
 /** Connects, reads the greeting, says EHLO (reading the whole reply), optionally AUTHs. */
 export async function openOdmr(
   port: number,
-  options: { user?: string; secret?: string; implicitTls?: boolean; ca?: string; timeoutMs?: number } = {},
+  options: {
+    user?: string;
+    secret?: string;
+    implicitTls?: boolean;
+    ca?: string;
+    timeoutMs?: number;
+    /** Source address, any 127.x (Linux routes 127/8 to loopback): a distinct client IP. */
+    localAddress?: string;
+  } = {},
 ): Promise<TranscriptPeer> {
   const peer = await TranscriptPeer.connect(port, {
     ...(options.implicitTls ? { implicitTls: true } : {}),
+    ...(options.localAddress ? { localAddress: options.localAddress } : {}),
     ...(options.ca ? { ca: options.ca } : {}),
     timeoutMs: options.timeoutMs ?? 5000,
   });

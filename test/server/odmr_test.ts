@@ -378,10 +378,14 @@ describe("odmr: ATRN replies", () => {
   });
 
   it("no queued mail gets 453 4.2.0 You have no mail (single line)", async () => {
+    const id0 = relay.store.recentAtrnSessions(1)[0]?.id;
     const r = await atrn("a.test,b.test");
     assert.equal(r.line, "453 4.2.0 You have no mail");
     assert.equal(r.next, "250 2.0.0 Ok");
-    assert.equal(lastAtrn(relay).outcome, "no-mail");
+    // A poll without mail is remembered on the domains, not as a history row.
+    assert.equal(relay.store.recentAtrnSessions(1)[0]?.id, id0);
+    const polled = relay.store.listDomains().filter((d) => d.name === "a.test" || d.name === "b.test");
+    assert.ok(polled.every((d) => d.lastAtrnAt !== null && d.lastAtrnDelivered === 0));
   });
 
   it("a held domain answers 453 and keeps its mail", async () => {

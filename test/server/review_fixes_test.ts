@@ -56,7 +56,7 @@ test("invalid UTF-8 in RCPT is refused, not rewritten to U+FFFD", async () => {
 });
 
 test("a locked account answers the right secret exactly like a wrong one (no oracle)", async () => {
-  const relay = await startOdmrRelay({ flags: { authMaxFailuresPerAccount: "3" } });
+  const relay = await startOdmrRelay({ flags: { authMaxFailuresPerAccountIp: "3" } });
   try {
     for (let i = 0; i < 3; i++) {
       const peer = await openOdmr(relay.odmrPort);

@@ -56,7 +56,7 @@ describe("parseMailFrom: accepted", () => {
     assert.deepEqual(parsed.path, {
       localPart: "Bob",
       domain: "MiXeD.Example",
-      domainLower: "mixed.example",
+      domainKey: "mixed.example",
       address: "Bob@MiXeD.Example",
     });
   });
@@ -208,7 +208,7 @@ describe("parseRcptTo", () => {
     assert.deepEqual(parseRcptTo("TO:<Postmaster>", ascii).path, {
       localPart: "Postmaster",
       domain: "",
-      domainLower: "",
+      domainKey: "",
       address: "Postmaster",
     });
   });

@@ -1,27 +1,38 @@
 /**
- * Authentication failure tracking: growing delays, per-IP blocks and per-account locks (PROTOCOL.md 7
- * item 14, 4.5). Pure and clock-injected, so tests never sleep.
+ * Authentication failure tracking: growing delays, per-IP blocks and per-(account, IP) locks. Pure and
+ * clock-injected, so tests never sleep.
  *
- * How the server is expected to use the verdicts:
+ * The policy, and why (docs/security.md):
+ * - **Per IP:** failures from one IP (an IPv6 /64) within the window count towards `maxFailuresPerIp`
+ *   whatever else that IP does; at the limit AUTH from it answers `454 4.7.0`. A success clears only the
+ *   successful account's own failures from that IP, so logging into one's own account between rounds of
+ *   guesses does not reset the budget for guessing at others (password spraying).
+ * - **Per (account, IP):** `maxFailuresPerAccountIp` failures against one EXISTING account from one IP
+ *   lock that pair: the right secret from there gets the same `535 5.7.8` as a wrong one (no oracle).
+ *   The owner connecting from any other address is not affected: nobody without the secret can lock a
+ *   customer out of collecting mail (RFC 4954 4 only asks servers to slow guessing down).
+ * - **Per account, from anywhere:** failures against one existing account make every further failed
+ *   attempt on it wait longer (`baseDelayMs`, doubling, up to `maxDelayMs`), which slows a distributed
+ *   guesser; it never refuses a correct secret.
+ * - Accounts are identified by the caller with the canonical key of an account that EXISTS (its id or
+ *   exact username). A name that matches no account counts only against the IP, so failures naming
+ *   `DAVE` can never touch the real `dave`.
+ *
+ * How the server uses the verdicts:
  * - before answering a failed AUTH with `535 5.7.8`, wait {@link AuthThrottle.delayMsFor};
- * - {@link AuthThrottle.isBlocked} at AUTH time → `454 4.7.0` (temporary; or `421 4.7.0` and close);
- * - {@link AuthThrottle.isAccountLocked} → the same `535 5.7.8` as a wrong secret, so a locked account is
- *   not distinguishable from a bad guess (or `454 4.7.0` if the operator prefers to tell);
- * - {@link AuthThrottle.shouldDisconnect} with the session's failure count → `421 4.7.0` and close; RFC 4954
- *   4 says not before 3 failures, which the option enforces.
+ * - {@link AuthThrottle.isBlocked} at AUTH time: `454 4.7.0`;
+ * - {@link AuthThrottle.isLocked} for a verified secret: the same `535 5.7.8` as a wrong secret;
+ * - {@link AuthThrottle.shouldDisconnect} with the session's failure count: `421 4.7.0` and close;
+ *   RFC 4954 4 says not before 3 failures, which the option enforces.
  *
- * Windows are sliding: each failure's timestamp is kept and counts until `windowMs` after it happened.
- * Memory is bounded: at most `maxTrackedKeys` IPs and as many accounts, least recently touched evicted
- * first, and at most a fixed number of timestamps per key.
+ * Windows are sliding: each failure's timestamp counts until `windowMs` after it happened. Memory is
+ * bounded: at most `maxTrackedKeys` keys in each map, least recently touched evicted first, and at most a
+ * fixed number of timestamps per key.
  *
  * @module
  */
 
-/** A source of time in milliseconds (e.g. `{ now: () => Date.now() }`; tests use a fake). */
-export interface Clock {
-  /** Current time in milliseconds. */
-  now(): number;
-}
+import type { Clock } from "../../clock.ts";
 
 /** Tunables; every field has a default. */
 export interface AuthThrottleOptions {
@@ -29,8 +40,8 @@ export interface AuthThrottleOptions {
   readonly windowMs?: number;
   /** Failures from one IP (or IPv6 /64) within the window that block it (default 10). */
   readonly maxFailuresPerIp?: number;
-  /** Failures against one account within the window that lock it, from any IP (default 20). */
-  readonly maxFailuresPerAccount?: number;
+  /** Failures against one account from one IP within the window that lock that pair (default 5). */
+  readonly maxFailuresPerAccountIp?: number;
   /** Delay after the first failure, in ms; doubles with each further one (default 1000). */
   readonly baseDelayMs?: number;
   /** Upper bound of the delay, in ms (default 16000). */
@@ -45,7 +56,7 @@ export interface AuthThrottleOptions {
 export const DEFAULT_AUTH_THROTTLE_OPTIONS: Required<AuthThrottleOptions> = {
   windowMs: 15 * 60 * 1000,
   maxFailuresPerIp: 10,
-  maxFailuresPerAccount: 20,
+  maxFailuresPerAccountIp: 5,
   baseDelayMs: 1000,
   maxDelayMs: 16000,
   maxTrackedKeys: 10000,
@@ -79,14 +90,21 @@ export function throttleKeyForIp(ip: string): string {
   return groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, "")).join(":") + "::/64";
 }
 
+/** One failure: when, and against which existing account (null: no such account or none named). */
+interface Failure {
+  at: number;
+  account: string | null;
+}
+
 /** Failure tracker; one instance per process, shared by all listeners. */
 export class AuthThrottle {
   readonly #clock: Clock;
   readonly #opts: Required<AuthThrottleOptions>;
   readonly #maxStamps: number;
   // Insertion order doubles as recency order: touching a key re-inserts it at the end.
-  readonly #ips = new Map<string, number[]>();
-  readonly #accounts = new Map<string, number[]>();
+  readonly #ips = new Map<string, Failure[]>();
+  readonly #pairs = new Map<string, Failure[]>();
+  readonly #accounts = new Map<string, Failure[]>();
 
   /** Create a tracker reading time from `clock`. Throws `RangeError` on nonsensical options. */
   constructor(clock: Clock, options: AuthThrottleOptions = {}) {
@@ -104,7 +122,7 @@ export class AuthThrottle {
     const stepsToCap = o.baseDelayMs > 0
       ? Math.ceil(Math.log2(Math.max(1, o.maxDelayMs / o.baseDelayMs))) + 1
       : 1;
-    this.#maxStamps = Math.max(o.maxFailuresPerIp, o.maxFailuresPerAccount, stepsToCap, 1);
+    this.#maxStamps = Math.max(o.maxFailuresPerIp, o.maxFailuresPerAccountIp, stepsToCap, 1);
   }
 
   /** Effective options (defaults filled in). */
@@ -112,19 +130,31 @@ export class AuthThrottle {
     return this.#opts;
   }
 
-  /** Record a failed AUTH from `ip`, against `account` when the client named one. */
+  /**
+   * Record a failed AUTH from `ip`. `account` is the key of an EXISTING account the client named
+   * (undefined when the name matched none): only then does the failure count against that account.
+   */
   recordFailure(ip: string, account?: string): void {
     const now = this.#clock.now();
-    this.#push(this.#ips, throttleKeyForIp(ip), now);
-    if (account !== undefined && account !== "") this.#push(this.#accounts, accountKey(account), now);
+    const failure: Failure = { at: now, account: account || null };
+    this.#push(this.#ips, throttleKeyForIp(ip), failure);
+    if (failure.account !== null) {
+      this.#push(this.#pairs, pairKey(failure.account, ip), failure);
+      this.#push(this.#accounts, failure.account, failure);
+    }
   }
 
   /**
-   * Record a successful AUTH: forget the IP's failures (a customer who mistyped once is not slowed
-   * later). The account's counter is kept: an owner's login must not reset a distributed guesser's budget.
+   * Record a successful AUTH for `account` from `ip`: forget that account's own failures from that IP (a
+   * customer who mistyped once is not slowed later). Failures from the IP against OTHER accounts keep
+   * counting, and so does the account's counter from other IPs.
    */
-  recordSuccess(ip: string): void {
-    this.#ips.delete(throttleKeyForIp(ip));
+  recordSuccess(ip: string, account: string): void {
+    const ipKey = throttleKeyForIp(ip);
+    this.#pairs.delete(pairKey(account, ip));
+    const rest = this.#live(this.#ips, ipKey)?.filter((f) => f.account !== account) ?? [];
+    if (rest.length === 0) this.#ips.delete(ipKey);
+    else this.#ips.set(ipKey, rest);
   }
 
   /** Failures from `ip` (its /64 for IPv6) within the window. */
@@ -132,32 +162,35 @@ export class AuthThrottle {
     return this.#count(this.#ips, throttleKeyForIp(ip));
   }
 
-  /** Failures against `account` within the window. */
+  /** Failures against `account` from anywhere within the window. */
   accountFailures(account: string): number {
-    return this.#count(this.#accounts, accountKey(account));
+    return this.#count(this.#accounts, account);
   }
 
-  /** True when `ip` has reached `maxFailuresPerIp`: refuse AUTH with `454 4.7.0` (or `421 4.7.0`). */
+  /** Failures against `account` from `ip` within the window. */
+  accountIpFailures(account: string, ip: string): number {
+    return this.#count(this.#pairs, pairKey(account, ip));
+  }
+
+  /** True when `ip` has reached `maxFailuresPerIp`: refuse AUTH with `454 4.7.0`. */
   isBlocked(ip: string): boolean {
     const limit = this.#opts.maxFailuresPerIp;
     return limit > 0 && this.ipFailures(ip) >= limit;
   }
 
-  /** True when `account` has reached `maxFailuresPerAccount`: refuse even a correct secret for now. */
-  isAccountLocked(account: string): boolean {
-    const limit = this.#opts.maxFailuresPerAccount;
-    return limit > 0 && this.accountFailures(account) >= limit;
+  /** True when `account` from `ip` has reached `maxFailuresPerAccountIp`: refuse even a correct secret. */
+  isLocked(account: string, ip: string): boolean {
+    const limit = this.#opts.maxFailuresPerAccountIp;
+    return limit > 0 && this.accountIpFailures(account, ip) >= limit;
   }
 
   /**
-   * How long to wait before answering an AUTH from `ip` (for `account`): 0 with no recent failures, then
-   * `baseDelayMs`, doubling per failure up to `maxDelayMs`, using the larger of the two counters.
+   * How long to wait before answering a failed AUTH from `ip` (for the existing `account`): 0 with no
+   * recent failures, then `baseDelayMs`, doubling per failure up to `maxDelayMs`, using the larger of the
+   * IP's and the account's counters.
    */
   delayMsFor(ip: string, account?: string): number {
-    const n = Math.max(
-      this.ipFailures(ip),
-      account === undefined || account === "" ? 0 : this.accountFailures(account),
-    );
+    const n = Math.max(this.ipFailures(ip), account ? this.accountFailures(account) : 0);
     if (n === 0) return 0;
     // 2 ** 52 overflows nothing but is already far past any cap; clamp the exponent to stay exact.
     return Math.min(this.#opts.maxDelayMs, this.#opts.baseDelayMs * 2 ** Math.min(n - 1, 52));
@@ -171,21 +204,22 @@ export class AuthThrottle {
   /** Drop every key whose failures have all expired. Optional: lookups prune lazily anyway. */
   prune(): void {
     const cutoff = this.#clock.now() - this.#opts.windowMs;
-    for (const map of [this.#ips, this.#accounts]) {
+    for (const map of [this.#ips, this.#pairs, this.#accounts]) {
       for (const [key, stamps] of map) {
-        if (stamps.length === 0 || stamps[stamps.length - 1]! <= cutoff) map.delete(key);
+        if (stamps.length === 0 || stamps[stamps.length - 1]!.at <= cutoff) map.delete(key);
       }
     }
   }
 
-  /** Number of IP and account keys currently held (for metrics and tests). */
-  get size(): { ips: number; accounts: number } {
-    return { ips: this.#ips.size, accounts: this.#accounts.size };
+  /** Number of keys with failures inside the window (for metrics and tests). */
+  get size(): { ips: number; accounts: number; pairs: number } {
+    this.prune();
+    return { ips: this.#ips.size, accounts: this.#accounts.size, pairs: this.#pairs.size };
   }
 
-  #push(map: Map<string, number[]>, key: string, now: number): void {
+  #push(map: Map<string, Failure[]>, key: string, failure: Failure): void {
     const stamps = this.#live(map, key) ?? [];
-    stamps.push(now);
+    stamps.push(failure);
     if (stamps.length > this.#maxStamps) stamps.splice(0, stamps.length - this.#maxStamps);
     map.delete(key);
     map.set(key, stamps);
@@ -196,17 +230,17 @@ export class AuthThrottle {
     }
   }
 
-  #count(map: Map<string, number[]>, key: string): number {
+  #count(map: Map<string, Failure[]>, key: string): number {
     return this.#live(map, key)?.length ?? 0;
   }
 
-  // The key's timestamps still inside the window, dropping the key when none are left.
-  #live(map: Map<string, number[]>, key: string): number[] | undefined {
+  // The key's failures still inside the window, dropping the key when none are left.
+  #live(map: Map<string, Failure[]>, key: string): Failure[] | undefined {
     const stamps = map.get(key);
     if (stamps === undefined) return undefined;
     const cutoff = this.#clock.now() - this.#opts.windowMs;
     let drop = 0;
-    while (drop < stamps.length && stamps[drop]! <= cutoff) drop++;
+    while (drop < stamps.length && stamps[drop]!.at <= cutoff) drop++;
     if (drop > 0) stamps.splice(0, drop);
     if (stamps.length === 0) {
       map.delete(key);
@@ -216,8 +250,7 @@ export class AuthThrottle {
   }
 }
 
-// Usernames may be looked up case-insensitively by the account store; counting them the same way stops a
-// guesser from dodging the per-account limit by varying case.
-function accountKey(account: string): string {
-  return account.toLowerCase();
+// An account key never contains NUL (usernames are printable ASCII), so the pair key is unambiguous.
+function pairKey(account: string, ip: string): string {
+  return `${account}\0${throttleKeyForIp(ip)}`;
 }

@@ -48,7 +48,7 @@ describe("AuthThrottle delays", () => {
     for (let i = 0; i < 3; i++) th.recordFailure(`198.51.100.${i}`, "tim");
     assert.equal(th.delayMsFor("203.0.113.9"), 0);
     assert.equal(th.delayMsFor("203.0.113.9", "tim"), 4000);
-    assert.equal(th.delayMsFor("203.0.113.9", "TIM"), 4000, "account keys are case-insensitive");
+    assert.equal(th.delayMsFor("203.0.113.9", "TIM"), 0, "account keys are exact: TIM is another name");
   });
 
   test("never overflows with huge counts", () => {
@@ -71,7 +71,7 @@ describe("AuthThrottle sliding window", () => {
     clock.advance(30_000);
     assert.equal(th.ipFailures("192.0.2.1"), 0);
     assert.equal(th.delayMsFor("192.0.2.1", "tim"), 0);
-    assert.deepEqual(th.size, { ips: 0, accounts: 0 });
+    assert.deepEqual(th.size, { ips: 0, accounts: 0, pairs: 0 });
   });
 });
 
@@ -87,38 +87,59 @@ describe("AuthThrottle verdicts", () => {
     assert.equal(th.isBlocked("192.0.2.1"), false);
   });
 
-  test("account locked by failures from many IPs", () => {
-    const { th } = setup({ maxFailuresPerAccount: 5 });
-    for (let i = 0; i < 5; i++) th.recordFailure(`198.51.100.${i}`, "tim");
-    assert.equal(th.isAccountLocked("tim"), true);
-    assert.equal(th.isAccountLocked("Tim"), true);
-    assert.equal(th.isAccountLocked("other"), false);
-    for (let i = 0; i < 5; i++) assert.equal(th.isBlocked(`198.51.100.${i}`), false);
+  test("failures from many IPs never lock the account: only (account, IP) pairs are locked", () => {
+    const { th } = setup({ maxFailuresPerAccountIp: 3 });
+    for (let i = 0; i < 20; i++) th.recordFailure(`198.51.100.${i}`, "tim");
+    assert.equal(th.delayMsFor("203.0.113.9", "tim"), 16000, "further failures on tim are slowed");
+    assert.equal(th.isLocked("tim", "203.0.113.9"), false, "the owner from a fresh address gets in");
+    for (let i = 0; i < 3; i++) th.recordFailure("192.0.2.7", "tim");
+    assert.equal(th.isLocked("tim", "192.0.2.7"), true);
+    assert.equal(th.isLocked("tim", "192.0.2.8"), false);
+    assert.equal(th.isLocked("other", "192.0.2.7"), false);
+  });
+
+  test("a success clears only that account's failures from that IP (no spraying through own login)", () => {
+    const { th } = setup({ maxFailuresPerIp: 10, maxFailuresPerAccountIp: 5 });
+    const ip = "192.0.2.1";
+    for (let i = 0; i < 4; i++) th.recordFailure(ip, "victim1");
+    for (let i = 0; i < 4; i++) th.recordFailure(ip, "victim2");
+    th.recordFailure(ip, "me");
+    th.recordFailure(ip); // a name that matches no account
+    th.recordSuccess(ip, "me");
+    assert.equal(th.ipFailures(ip), 9, "other accounts' failures and unknown names keep counting");
+    assert.equal(th.accountIpFailures("me", ip), 0);
+    th.recordFailure(ip, "victim1");
+    assert.equal(th.isBlocked(ip), true, "the tenth failure blocks the IP despite the success");
+    assert.equal(th.isLocked("victim1", ip), true);
+    th.recordSuccess(ip, "me");
+    assert.equal(th.isBlocked(ip), true);
   });
 
   test("a limit of 0 disables that verdict", () => {
-    const { th } = setup({ maxFailuresPerIp: 0, maxFailuresPerAccount: 0 });
+    const { th } = setup({ maxFailuresPerIp: 0, maxFailuresPerAccountIp: 0 });
     for (let i = 0; i < 50; i++) th.recordFailure("192.0.2.1", "tim");
     assert.equal(th.isBlocked("192.0.2.1"), false);
-    assert.equal(th.isAccountLocked("tim"), false);
+    assert.equal(th.isLocked("tim", "192.0.2.1"), false);
     assert.equal(th.delayMsFor("192.0.2.1"), 16000);
   });
 
-  test("recordSuccess clears the IP but not the account", () => {
-    const { th } = setup({ maxFailuresPerIp: 3, maxFailuresPerAccount: 3 });
+  test("a success from one IP leaves the account's counter from other IPs alone", () => {
+    const { th } = setup({ maxFailuresPerIp: 3, maxFailuresPerAccountIp: 3 });
     for (let i = 0; i < 3; i++) th.recordFailure("192.0.2.1", "tim");
-    th.recordSuccess("192.0.2.1");
+    for (let i = 0; i < 3; i++) th.recordFailure("192.0.2.2", "tim");
+    th.recordSuccess("192.0.2.1", "tim");
     assert.equal(th.isBlocked("192.0.2.1"), false);
     assert.equal(th.ipFailures("192.0.2.1"), 0);
-    assert.equal(th.isAccountLocked("tim"), true);
+    assert.equal(th.isLocked("tim", "192.0.2.2"), true);
+    assert.ok(th.accountFailures("tim") >= 3, "the distributed counter (delays) is kept");
   });
 
-  test("failure without an account name counts only against the IP", () => {
+  test("failure without an existing account counts only against the IP", () => {
     const { th } = setup();
     th.recordFailure("192.0.2.1");
     th.recordFailure("192.0.2.1", "");
     assert.equal(th.ipFailures("192.0.2.1"), 2);
-    assert.deepEqual(th.size, { ips: 1, accounts: 0 });
+    assert.deepEqual(th.size, { ips: 1, accounts: 0, pairs: 0 });
   });
 
   test("IPv6 addresses in one /64 share a counter", () => {
@@ -153,7 +174,7 @@ describe("AuthThrottle memory bounds", () => {
     th.recordFailure("192.0.2.3", "c");
     th.recordFailure("192.0.2.1", "a"); // touch: now most recent
     th.recordFailure("192.0.2.4", "d"); // evicts .2 / b
-    assert.deepEqual(th.size, { ips: 3, accounts: 3 });
+    assert.deepEqual(th.size, { ips: 3, accounts: 3, pairs: 3 });
     assert.equal(th.ipFailures("192.0.2.2"), 0);
     assert.equal(th.ipFailures("192.0.2.1"), 2);
     assert.equal(th.accountFailures("b"), 0);
@@ -163,7 +184,7 @@ describe("AuthThrottle memory bounds", () => {
   test("holds a bounded number of keys under a flood", () => {
     const { th } = setup({ maxTrackedKeys: 100 });
     for (let i = 0; i < 10_000; i++) th.recordFailure(`10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`, `u${i}`);
-    assert.deepEqual(th.size, { ips: 100, accounts: 100 });
+    assert.deepEqual(th.size, { ips: 100, accounts: 100, pairs: 100 });
   });
 
   test("prune drops fully expired keys", () => {
@@ -173,7 +194,7 @@ describe("AuthThrottle memory bounds", () => {
     th.recordFailure("192.0.2.2", "b");
     clock.advance(60);
     th.prune();
-    assert.deepEqual(th.size, { ips: 1, accounts: 1 });
+    assert.deepEqual(th.size, { ips: 1, accounts: 1, pairs: 1 });
   });
 });
 

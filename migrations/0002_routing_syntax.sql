@@ -1,0 +1,1 @@
+ALTER TABLE `domains` ADD `allow_routing_syntax` integer DEFAULT false NOT NULL;
