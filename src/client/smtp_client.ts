@@ -4,8 +4,10 @@
  * After the ATRN turn (RFC 2645 4) the relay's ODMR server passes its {@linkcode LineConnection}, with the
  * same read buffer, to this client: the customer's 220 may already be buffered. The client then reads the
  * greeting, says EHLO and sends queued messages, mapping each reply to a per-recipient outcome exactly as
- * PROTOCOL 3.4 lists. It never sends STARTTLS (a TLS session from before the turn simply continues,
- * PROTOCOL 1.6) and never BDAT (fetchmail's line relay can deadlock on chunks, PROTOCOL Appendix A).
+ * PROTOCOL 3.4 lists. After the turn it never sends STARTTLS (a TLS session from before the turn simply
+ * continues, PROTOCOL 1.6) and never BDAT (fetchmail's line relay can deadlock on chunks, PROTOCOL
+ * Appendix A). The outbound path (src/outbound/dial.ts) dials its own connections and uses
+ * {@linkcode SmtpClient.startTls} and {@linkcode SmtpClient.authenticate} on them before sending.
  *
  * 8-bit content for a customer without 8BITMIME is FAILED with 5.6.3, not converted to 7-bit MIME: a
  * conversion would have to rewrite MIME structure (and break DKIM signatures), and PROTOCOL 3.2 allows
@@ -16,7 +18,7 @@
  */
 
 import { setImmediate } from "node:timers";
-import type { LineConnection } from "../net/line_connection.ts";
+import type { LineConnection, StartTlsClientOptions } from "../net/line_connection.ts";
 import { ReadTimeoutError } from "../net/errors.ts";
 import type { Logger } from "../log/logger.ts";
 import type { DeliverableMessage, RecipientOutcome } from "../queue/store.ts";
@@ -24,6 +26,7 @@ import { DotStuffer } from "../smtp/dot_stuff.ts";
 import { Capabilities, parseEhloReply, sizeLimitOf } from "../smtp/ehlo.ts";
 import { type ParsedReply, ReplyParser } from "../smtp/reply.ts";
 import { xtextEncode } from "../smtp/params.ts";
+import { encodeBase64 } from "../server/sasl/base64.ts";
 import { BodyReadError, Code451LocalDeferral, DeliveryAbort, toAbort } from "./errors.ts";
 import { choosePipelining, type PipeliningDecision, type PipeliningMode } from "./pipelining.ts";
 
@@ -35,6 +38,10 @@ import { choosePipelining, type PipeliningDecision, type PipeliningMode } from "
 export const Code220Ready = 220;
 /** 221 Service closing transmission channel (reply to QUIT). */
 export const Code221Closing = 221;
+/** 235 Authentication succeeded (RFC 4954 6). */
+export const Code235AuthSucceeded = 235;
+/** 334 Server challenge during AUTH (RFC 4954 4). */
+export const Code334Challenge = 334;
 /** 354 Start mail input (RFC 5321 4.1.1.4). */
 export const Code354StartInput = 354;
 /** 421 Service not available, closing transmission channel (RFC 5321 3.8: may come at any time). */
@@ -305,6 +312,63 @@ export class SmtpClient {
         code: ehlo.code,
       }),
     );
+  }
+
+  /**
+   * STARTTLS (RFC 3207 4) on a connection this client was handed before any TLS. On `220` the connection
+   * is upgraded ({@linkcode LineConnection.startTlsClient}) and `null` is returned; everything learnt
+   * before is forgotten and the caller must say EHLO again (RFC 3207 4.2). Any other reply (`454 TLS not
+   * available`, `501`) is returned as it is and the session goes on in plaintext: the caller decides
+   * whether that is acceptable. A failed handshake or refused certificate throws a `protocol`
+   * {@linkcode DeliveryAbort} whose `cause` is the `TlsHandshakeError` (connection closed).
+   */
+  startTls(options: StartTlsClientOptions): Promise<ParsedReply | null> {
+    return this.#guard("STARTTLS", async () => {
+      // PROTOCOL 3.2: never start TLS twice.
+      if (this.#conn.isTls) throw new Error("STARTTLS on a connection that already uses TLS");
+      const reply = await this.#command("STARTTLS", this.#timeouts.commandMs, "STARTTLS");
+      if (reply.code !== Code220Ready) return reply;
+      try {
+        await this.#conn.startTlsClient(options);
+      } catch (err) {
+        const why = err instanceof Error ? err.message : String(err);
+        throw new DeliveryAbort("protocol", `4.7.0 STARTTLS failed: ${why}`, { cause: err });
+      }
+      // RFC 3207 4.2: discard any knowledge obtained from the server before TLS; EHLO comes next.
+      this.capabilities = new Capabilities();
+      this.greetingVerb = null;
+      this.pipeliningDecision = { pipelining: false, reason: "no EHLO since STARTTLS" };
+      return null;
+    });
+  }
+
+  /**
+   * AUTH (RFC 4954 4) with PLAIN (RFC 4616 2, as the initial response) or LOGIN (the username and the
+   * password, base64, in answer to the two `334` prompts). Resolves with the final reply: `235` means
+   * authenticated (RFC 4954 6); anything else is the server's refusal, returned for the caller to judge
+   * (the session stays usable). The credentials never reach the wire trace.
+   */
+  authenticate(mechanism: "PLAIN" | "LOGIN", username: string, password: string): Promise<ParsedReply> {
+    return this.#guard("AUTH", async () => {
+      // RFC 4616 2: authcid and passwd are UTF-8 without NUL (NUL separates the fields).
+      if (username.includes("\0") || password.includes("\0")) throw new Error("Credentials contain a NUL");
+      const t = this.#timeouts.commandMs;
+      let reply: Received;
+      if (mechanism === "PLAIN") {
+        // RFC 4616 2: message = [authzid] NUL authcid NUL passwd; the authzid is left empty.
+        const response = encodeBase64(`\0${username}\0${password}`);
+        reply = await this.#secretCommand(`AUTH PLAIN ${response}`, "AUTH PLAIN <redacted>", t);
+      } else {
+        reply = await this.#command("AUTH LOGIN", t, "AUTH");
+        for (const field of [username, password]) {
+          if (reply.code !== Code334Challenge) return reply;
+          reply = await this.#secretCommand(encodeBase64(field), "<redacted>", t);
+        }
+      }
+      if (reply.code !== Code334Challenge) return reply;
+      // One challenge too many: RFC 4954 4, the client cancels with "*" and the server answers 501.
+      return await this.#command("*", t, "AUTH");
+    });
   }
 
   /**
@@ -710,6 +774,13 @@ export class SmtpClient {
     this.#trace(">", line);
     await this.#writeRecord(`${line}\r\n`, this.#timeouts.commandMs);
     return await this.#readReply(timeoutMs, what);
+  }
+
+  /** Like `#command`, for a line carrying credentials: the trace shows `shown` instead. */
+  async #secretCommand(line: string, shown: string, timeoutMs: number): Promise<Received> {
+    this.#trace(">", shown);
+    await this.#writeRecord(`${line}\r\n`, this.#timeouts.commandMs);
+    return await this.#readReply(timeoutMs, "AUTH");
   }
 
   /**
