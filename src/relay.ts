@@ -5,12 +5,12 @@
  * then the HTTP API, then the database.
  */
 import type { SecureContext } from "node:tls";
-import { systemClock } from "./clock.ts";
+import { type Clock, systemClock } from "./clock.ts";
 import type { Config } from "./config/fields.ts";
 import { isLoopback } from "./config/load.ts";
 import { createApp } from "./http/app.ts";
 import type { Logger } from "./log/logger.ts";
-import { openServingStore, spoolDir } from "./cli/open_store.ts";
+import { openServingStore, spoolDir } from "./queue/open.ts";
 import { loadSecureContext } from "./net/tls.ts";
 import type { QueueStore } from "./queue/store.ts";
 import { RelayState } from "./relay_state.ts";
@@ -18,6 +18,12 @@ import { type HttpServer, serveHttp } from "./runtime/http_serve.ts";
 import { freeSpaceProbe, IntakeProtocol } from "./server/intake.ts";
 import { DomainLeases } from "./queue/leases.ts";
 import { startHousekeeping } from "./queue/housekeeping.ts";
+import { OutboundQueue } from "./queue/outbound_queue.ts";
+import { Reporting } from "./queue/reporting.ts";
+import { ReportRouter, type Routed } from "./queue/report_router.ts";
+import { ReportStore } from "./queue/report_store.ts";
+import { OutboundWorker } from "./outbound/worker.ts";
+import { clientTimeouts } from "./client/deliver_session.ts";
 import { GroupCommitter } from "./queue/group_commit.ts";
 import { OdmrProtocol } from "./server/odmr.ts";
 import { makeDeliver } from "./server/odmr_delivery.ts";
@@ -35,19 +41,28 @@ export interface Relay {
   state: RelayState;
   http: HttpServer | null;
   services: SmtpService[];
+  /** The DSN step, delay warnings and notices (tests run them at once instead of waiting a tick). */
+  reporting: Reporting;
+  /** Expiry, then the reporting jobs: one round now with `tick()` (tests move the clock, then tick). */
+  housekeeping: { tick(): void };
+  /** What the relay sends to the internet itself, and its worker. */
+  outbound: { queue: OutboundQueue; worker: OutboundWorker };
   /** Graceful stop; resolves when everything is closed. */
   stop(): Promise<void>;
 }
 
-/** Knobs that are not configuration (tests): the AUTH throttle's delays. */
+/** Knobs that are not configuration (tests): the clock, the AUTH throttle's delays. */
 export interface RelayOptions {
   /** Overrides of the AUTH failure throttle (e.g. a short `baseDelayMs` in tests). */
   authThrottle?: Pick<AuthThrottleOptions, "baseDelayMs" | "maxDelayMs">;
+  /** The clock of the queue and the reporting jobs (tests move it to expire mail without sleeping). */
+  clock?: Clock;
 }
 
 /** Starts every configured listener. */
 export async function startRelay(config: Config, logger: Logger, options: RelayOptions = {}): Promise<Relay> {
-  const { store, staleSpoolFiles } = openServingStore(config.dataDir);
+  const clock = options.clock ?? systemClock;
+  const { store, staleSpoolFiles } = openServingStore(config.dataDir, clock);
   if (staleSpoolFiles > 0) {
     logger.warn("removed spool files of unfinished messages", { count: staleSpoolFiles });
   }
@@ -62,10 +77,18 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
       await conn.startTlsServer(tls, { readyReply, handshakeTimeoutMs: config.tlsHandshakeTimeout });
     }
     : null;
-  const stopHousekeeping = startHousekeeping(store, { lifetimeMs: config.queueLifetime, logger });
+  const { reporting, outbound } = startReporting(config, store, state, logger, clock);
+  const housekeeping = startHousekeeping(store, {
+    lifetimeMs: config.queueLifetime,
+    logger,
+    clock,
+    afterTick: () => reporting.runAll(),
+  });
   const stopAll = async () => {
     state.shuttingDown = true;
-    stopHousekeeping();
+    housekeeping.stop();
+    reporting.stop();
+    await outbound.worker.stop();
     await Promise.all(
       services.map((s) =>
         s.stop(config.shutdownGrace).catch((error) =>
@@ -154,7 +177,15 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
     });
     const dummyCramSecret = cramMd5Secret(generateSecret());
     const dummyPasswordHash = await makeDummyHash();
-    const deliver = makeDeliver({ config, store, logger });
+    const deliverQueued = makeDeliver({ config, store, logger });
+    // Recipients the customer refused (or accepted with NOTIFY=SUCCESS) are reported right after.
+    const deliver: typeof deliverQueued = async (...args) => {
+      try {
+        return await deliverQueued(...args);
+      } finally {
+        reporting.kick();
+      }
+    };
     const odmrListeners = [
       { name: "odmr" as const, listen: config.odmrListen, implicit: false },
       { name: "odmrs" as const, listen: tls ? config.odmrsListen : null, implicit: true },
@@ -227,6 +258,10 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
         store,
         state,
         logger,
+        reports: new ReportStore(store.database),
+        outbound: outbound.queue,
+        onBounced: () => reporting.kick(),
+        now: () => clock.now(),
         token: config.httpToken,
         listenerIsLoopback: isLoopback(config.httpListen.host),
       });
@@ -239,14 +274,103 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
     throw error;
   }
   let stopped: Promise<void> | null = null;
+  outbound.worker.start();
+  reporting.kick();
   return {
     store,
     state,
     http,
     services,
+    reporting,
+    outbound,
+    housekeeping,
     stop() {
       stopped ??= stopAll();
       return stopped;
     },
   };
+}
+
+/**
+ * The reporting side: DSNs and notices are composed from the queue (src/queue/reporting.ts) and go
+ * out through the outbound queue and its worker, to the smarthost or the recipients' MX.
+ */
+function startReporting(
+  config: Config,
+  store: QueueStore,
+  state: RelayState,
+  logger: Logger,
+  clock: Clock,
+): { reporting: Reporting; outbound: { queue: OutboundQueue; worker: OutboundWorker } } {
+  const queue = new OutboundQueue(store.database, clock);
+  const reports = new ReportStore(store.database);
+  const router = new ReportRouter(store, queue, {
+    hostname: config.hostname,
+    lifetimeMs: config.dsnLifetime,
+    clock,
+    logger,
+  });
+  const smarthost = config.smarthost;
+  const caFile = config.smarthostCaFile;
+  const credentials = config.smarthostUsername !== null && config.smarthostPassword !== null
+    ? { username: config.smarthostUsername, password: config.smarthostPassword }
+    : undefined;
+  const worker = new OutboundWorker({
+    queue,
+    transaction: (fn) => store.transaction(fn),
+    destination: (row) =>
+      smarthost
+        ? {
+          kind: "smarthost",
+          host: smarthost.host,
+          port: smarthost.port,
+          tls: config.smarthostTls,
+          ...(caFile ? { caFile } : {}),
+          ...(credentials ? { credentials } : {}),
+        }
+        : { kind: "mx", domain: row.domain, mxPort: config.outboundMxPort },
+    send: {
+      hostname: config.hostname,
+      dns: config.dnsServers.length > 0 ? { dnsServers: config.dnsServers } : {},
+      // The RFC 5321 4.5.3.2 client timeouts are the same settings as after the ATRN turn.
+      timeouts: {
+        ...clientTimeouts(config),
+        connectMs: config.outboundConnectTimeout,
+        tlsHandshakeMs: config.tlsHandshakeTimeout,
+      },
+    },
+    concurrency: config.outboundConcurrency,
+    clock,
+    logger: logger.child({ component: "outbound" }),
+    onResult: (row, outcome) => {
+      state.outbound.inc(outcome);
+      if (row.kind === "dsn" && outcome === "delivered") state.dsnsSent++;
+    },
+  });
+  const onDsn = (kind: "failure" | "relayed" | "delay", route: Routed) => {
+    state.dsnsQueued.inc(kind);
+    // Queued here for a hosted sender: that is where it is delivered to.
+    if (route === "local") state.dsnsSent++;
+  };
+  const reportLogger = logger.child({ component: "reports" });
+  const common = { store, reports, router, hostname: config.hostname, clock, logger: reportLogger };
+  const reporting = new Reporting({
+    bounces: {
+      ...common,
+      maxFullBytes: config.dsnMaxFullSize,
+      postmasterCopy: config.dsnCopyToPostmaster ? config.postmasterAddress : null,
+      onDsn,
+    },
+    warnings: config.dsnDelayWarnings.length === 0 ? null : {
+      ...common,
+      maxFullBytes: config.dsnMaxFullSize,
+      steps: config.dsnDelayWarnings,
+      lifetimeMs: config.queueLifetime,
+      onDsn,
+    },
+    notices: { ...common, defaultAfterMs: config.domainNotifyAfter, lifetimeMs: config.queueLifetime },
+    onQueued: () => worker.kick(),
+    logger: reportLogger,
+  });
+  return { reporting, outbound: { queue, worker } };
 }

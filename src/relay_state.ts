@@ -49,8 +49,15 @@ export class RelayState {
   readonly recipients = new LabeledCounter();
   /** Failed AUTH attempts by reason ("bad-credentials", "ip-blocked", "account-locked"...). */
   readonly authFailures = new LabeledCounter();
-  /** DSNs (bounces and delay warnings) handed on for delivery. */
+  /**
+   * DSNs (failures, delay warnings, success notices) really sent: accepted by the sender's MX or the
+   * smarthost, or queued here for a hosted sender.
+   */
   dsnsSent = 0;
+  /** DSNs queued, by kind (failure, delay, relayed). */
+  readonly dsnsQueued = new LabeledCounter();
+  /** Outbound attempts by result (delivered, deferred, dropped). */
+  readonly outbound = new LabeledCounter();
   shuttingDown = false;
 
   constructor(now: number = Date.now()) {

@@ -7,7 +7,7 @@ import { CONFIG_FIELDS, type ConfigKey, flagName, SECRET_FIELDS } from "../confi
 import { loadConfig, type LoadedConfig } from "../config/load.ts";
 import type { QueueStore } from "../queue/store.ts";
 import type { CliIo, ParsedArgs } from "./command.ts";
-import { openStore } from "./open_store.ts";
+import { openStore } from "../queue/open.ts";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 

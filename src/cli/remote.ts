@@ -140,6 +140,8 @@ export const statusCommand: Command = {
         `queue: ${q.messages} message(s), ${q.recipients} recipient(s), ${formatBytes(q.bytes)}, oldest ${
           q.oldestAgeSeconds === null ? "-" : formatAge(q.oldestAgeSeconds)
         }`,
+        `failed (DSN being written): ${report.failed.recipients} recipient(s); ` +
+        `DSNs and notices pending: ${report.dsnsPending.total}`,
         "",
         table(
           ["DOMAIN", "ACCOUNT", "QUEUED", "BYTES", "OLDEST", "LAST ATRN", "HOLD"],
@@ -174,7 +176,7 @@ export const queueList: Command = {
   name: "queue list",
   summary: "List queued messages of the running relay (filter by domain and status, paginated)",
   usage:
-    "queue list [--domain D] [--status queued|failed] [--after ID] [--limit N] [--json] [--http-url URL]",
+    "queue list [--domain D] [--status queued|failed|relayed] [--after ID] [--limit N] [--json] [--http-url URL]",
   options: {
     ...REMOTE_OPTIONS,
     domain: { type: "string" },
@@ -190,8 +192,9 @@ export const queueList: Command = {
       if (typeof value === "string") query.set(key, value);
     }
     const status = args.values.status;
-    if (typeof status === "string" && status !== "queued" && status !== "failed") {
-      throw new UsageError(`${this.name}: --status must be queued or failed`);
+    // failed and relayed: DSN still to be written (it leaves the queue once it is).
+    if (typeof status === "string" && status !== "queued" && status !== "failed" && status !== "relayed") {
+      throw new UsageError(`${this.name}: --status must be queued, failed or relayed`);
     }
     for (const key of ["after", "limit"]) {
       const value = args.values[key];
@@ -294,7 +297,8 @@ export const queueDelete: Command = {
 
 export const queueBounce: Command = {
   name: "queue bounce",
-  summary: "Fail a message's queued recipients now (no DSN is sent yet: DSN generation is not implemented)",
+  summary:
+    "Return a message to its sender now: its queued recipients fail and a DSN says an operator returned it",
   usage: "queue bounce ID [--reason TEXT] [--json] [--http-url URL]",
   options: { ...REMOTE_OPTIONS, reason: { type: "string" } },
   async run(args, io) {

@@ -27,7 +27,7 @@
 import type { Config } from "../config/fields.ts";
 import type { Logger } from "../log/logger.ts";
 import type { LineConnection } from "../net/line_connection.ts";
-import type { QueueStore, RecipientOutcome } from "../queue/store.ts";
+import type { DeliverableMessage, QueueStore, RecipientOutcome } from "../queue/store.ts";
 import { type AbortKind, DeliveryAbort } from "./errors.ts";
 import { type ClientTimeouts, SmtpClient } from "./smtp_client.ts";
 
@@ -156,8 +156,13 @@ export async function deliverQueued(options: DeliverOptions): Promise<DeliverRes
   const batch = new OutcomeBatch(store, log, options.outcomeBatch);
   let abort: DeliveryAbort | null = null;
   try {
-    await client.readGreeting();
+    const greeting = await client.readGreeting();
+    // RFC 5321 4.2: the greeting starts with the server's name; it is the DSN's Remote-MTA.
+    const remoteMta = greeting.lines[0]?.split(/\s+/, 1)[0] || null;
     await client.hello(options.hostname);
+    // RFC 3461 5.2: with NOTIFY=SUCCESS and a customer that cannot report success itself (no DSN
+    // extension), the relay reports "relayed" once the customer has accepted the message.
+    const reportsSuccess = client.capabilities.has("DSN");
     let afterId = 0;
     pages: for (;;) {
       // Record first, so the next look at the queue (and the "look again before QUIT") sees every outcome.
@@ -177,7 +182,7 @@ export async function deliverQueued(options: DeliverOptions): Promise<DeliverRes
         counts.messages++;
         const result = await client.sendMessage(message, () => store.readBody(message.id));
         // Queued for the next group commit; nothing was removed before the customer's 250 (DESIGN 6).
-        batch.add(message.id, result.outcomes);
+        batch.add(message.id, forTheRecord(message, result.outcomes, remoteMta, reportsSuccess));
         counts.delivered += result.delivered;
         counts.deferred += result.deferred;
         counts.failed += result.failed;
@@ -214,7 +219,7 @@ export async function deliverQueued(options: DeliverOptions): Promise<DeliverRes
     // Whatever ended the session, what the customer confirmed is recorded now (or stays queued).
     const lost = batch.close();
     for (const o of lost) {
-      if (o.result === "delivered") counts.delivered--;
+      if (o.result === "delivered" || o.result === "relayed") counts.delivered--;
       else if (o.result === "failed") counts.failed--;
       else continue;
       counts.deferred++;
@@ -232,6 +237,27 @@ export async function deliverQueued(options: DeliverOptions): Promise<DeliverRes
     startedAt,
     endedAt: now(),
   };
+}
+
+/**
+ * The outcomes as the queue records them: who answered (for a DSN's Remote-MTA), and "relayed" for a
+ * delivered recipient whose sender asked for NOTIFY=SUCCESS when the customer will not report it.
+ */
+function forTheRecord(
+  message: DeliverableMessage,
+  outcomes: readonly RecipientOutcome[],
+  remoteMta: string | null,
+  customerReportsSuccess: boolean,
+): RecipientOutcome[] {
+  const notify = new Map(message.recipients.map((r) => [r.id, r.notify ?? ""]));
+  return outcomes.map((o) => {
+    if (o.result === "failed" && !o.local) return { ...o, remoteMta };
+    const wantsSuccess = /(^|,)SUCCESS(,|$)/i.test(notify.get(o.id) ?? "");
+    if (o.result === "delivered" && wantsSuccess && !customerReportsSuccess) {
+      return { ...o, result: "relayed", remoteMta };
+    }
+    return o;
+  });
 }
 
 type PendingOutcomes = { messageId: number; outcomes: readonly RecipientOutcome[] };

@@ -139,6 +139,8 @@ type SetOutcome = (
   result: RecipientOutcome["result"],
   code: number | null,
   text: string,
+  /** The relay refused it itself (the DSN says so, rather than quoting the customer). */
+  local?: boolean,
 ) => void;
 
 /**
@@ -379,8 +381,8 @@ export class SmtpClient {
    */
   async sendMessage(message: DeliverableMessage, openBody: BodyOpener): Promise<MessageResult> {
     const outcomes = new Map<number, RecipientOutcome>();
-    const set: SetOutcome = (r, result, code, text) => {
-      outcomes.set(r.id, { id: r.id, result, code, text: clip(text) });
+    const set: SetOutcome = (r, result, code, text, local) => {
+      outcomes.set(r.id, { id: r.id, result, code, text: clip(text), ...(local ? { local } : {}) });
     };
     let abort: DeliveryAbort | null = this.abortedWith ?? this.#externalAbort;
     if (abort === null) {
@@ -441,6 +443,7 @@ export class SmtpClient {
           "failed",
           Code554LocalFailure,
           `5.3.4 Message size ${message.size} exceeds the customer's limit ${limit}`,
+          true,
         );
       }
       return [];
@@ -453,6 +456,7 @@ export class SmtpClient {
           "failed",
           Code554LocalFailure,
           "5.6.3 Message has 8-bit content and the customer lacks 8BITMIME",
+          true,
         );
       }
       return [];
@@ -468,6 +472,7 @@ export class SmtpClient {
           "failed",
           Code554LocalFailure,
           "5.6.7 Message needs SMTPUTF8 and the customer does not offer it",
+          true,
         );
       } else {
         todo.push(r);

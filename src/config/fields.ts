@@ -69,8 +69,23 @@ function secretToken(doc: string): Field<string | null> {
   };
 }
 
+/** A password for another server: any non-empty text. Never a flag (see SECRET_FIELDS). */
+function secretText(doc: string): Field<string | null> {
+  return {
+    kind: "secret",
+    default: null,
+    doc,
+    parse: (raw) => {
+      if (raw === null || raw === "") return null;
+      if (typeof raw !== "string") throw new Error("must be a string");
+      return raw;
+    },
+    format: (v) => (v === null ? "(none)" : "(set)"),
+  };
+}
+
 /** Fields that are never command-line flags: a flag's value is visible to every user in `ps`. */
-export const SECRET_FIELDS: ReadonlySet<string> = new Set(["httpToken"]);
+export const SECRET_FIELDS: ReadonlySet<string> = new Set(["httpToken", "smarthostPassword"]);
 
 function choice<T extends string>(options: readonly T[], def: T, doc: string): Field<T> {
   return {
@@ -148,6 +163,79 @@ function size(def: string, min: number, doc: string, why = ""): Field<number> {
       return value;
     },
     format: formatSize,
+  };
+}
+
+/** A host to connect to: `HOST:PORT` or `[v6]:PORT`; the port is required. */
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** Parses "host:port" or "[v6]:port" (a name or an address; the port is required). */
+export function parseHostPort(raw: string): HostPort {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(raw.trim());
+  if (!match) throw new Error('must be "host:port" or "[ipv6]:port"');
+  const port = Number(match[3]);
+  if (port < 1 || port > 65535) throw new Error("port must be 1-65535");
+  return { host: match[1] ?? match[2]!, port };
+}
+
+function hostPort(doc: string): Field<HostPort | null> {
+  return {
+    kind: "host:port?",
+    default: null,
+    doc,
+    parse: (raw) => (raw === null || raw === "" ? null : parseHostPort(String(raw))),
+    format: (
+      v,
+    ) => (v === null ? "(none)" : v.host.includes(":") ? `[${v.host}]:${v.port}` : `${v.host}:${v.port}`),
+  };
+}
+
+/** A comma-separated list of DNS servers: `IP` or `IP:PORT` (`[v6]:PORT`). Empty: the system's. */
+function dnsServerList(doc: string): Field<string[]> {
+  return {
+    kind: "list",
+    default: [],
+    doc,
+    parse: (raw) => {
+      const items = (Array.isArray(raw) ? raw.map(String) : String(raw ?? "").split(","))
+        .map((s) => s.trim()).filter((s) => s !== "");
+      for (const item of items) {
+        if (
+          !/^(?:\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?|\[[0-9a-fA-F:.]+\](?::\d{1,5})?|[0-9a-fA-F:]+)$/.test(
+            item,
+          )
+        ) {
+          throw new Error(`"${item}" is not an IP address, IP:PORT or [IPv6]:PORT`);
+        }
+      }
+      return items;
+    },
+    format: (v) => v.join(","),
+  };
+}
+
+/** A comma-separated list of durations, in increasing order (a schedule); empty turns it off. */
+function durationList(def: string, doc: string): Field<number[]> {
+  const parse = (raw: unknown): number[] => {
+    const items = (Array.isArray(raw) ? raw.map(String) : String(raw ?? "").split(","))
+      .map((s) => s.trim()).filter((s) => s !== "");
+    const values = items.map((item) => {
+      const value = parseDuration(item);
+      if (value === null || value < MINUTE) throw new Error(`"${item}" is not a duration of at least 1m`);
+      return value;
+    });
+    if (values.some((v, i) => i > 0 && v <= values[i - 1]!)) throw new Error("must be in increasing order");
+    return values;
+  };
+  return {
+    kind: "durations",
+    default: parse(def),
+    doc,
+    parse,
+    format: (v) => v.map(formatDuration).join(","),
   };
 }
 
@@ -291,6 +379,35 @@ export const CONFIG_FIELDS = {
     true, // an age compared with timestamps, not a timer: may exceed 24 days
   ),
   shutdownGrace: duration("30s", 0, "On SIGTERM, time given to sessions in DATA to finish"),
+
+  // DSNs and the outbound path (the only mail this relay sends to the internet)
+  dsnLifetime: duration("2d", MINUTE, "How long a DSN or notice is retried before it is logged and dropped"),
+  dsnDelayWarnings: durationList(
+    "24h",
+    'Queue ages at which senders get a delay warning (RFC 3464 "delayed"); "" turns them off',
+  ),
+  dsnMaxFullSize: size("1MiB", 0, "Largest original returned whole for RET=FULL; larger ones return headers"),
+  dsnCopyToPostmaster: flag(false, "Send a copy of every failure DSN to postmasterAddress"),
+  domainNotifyAfter: duration(
+    "24h",
+    MINUTE,
+    "Default wait without an ATRN before a domain's notifyAddress is told mail is waiting",
+  ),
+  smarthost: hostPort("Send DSNs and notices through this host (HOST:PORT) instead of the recipients' MX"),
+  smarthostTls: choice(
+    ["required", "opportunistic"] as const,
+    "required",
+    "STARTTLS to the smarthost: required (verified certificate) or opportunistic",
+  ),
+  smarthostCaFile: optionalText("Extra CA certificates (PEM) to trust for the smarthost"),
+  smarthostUsername: optionalText("AUTH PLAIN/LOGIN user name for the smarthost (only sent under TLS)"),
+  smarthostPassword: secretText("Password for smarthostUsername (file or environment only)"),
+  dnsServers: dnsServerList(
+    "DNS servers for MX lookups (IP or IP:PORT, comma-separated); empty: the system's",
+  ),
+  outboundConcurrency: count(4, 1, "Outbound messages sent at the same time"),
+  outboundConnectTimeout: duration("30s", 1000, "Wait for an outbound TCP connection"),
+  outboundMxPort: count(25, 1, "Port of MX hosts for direct delivery (25; other values only for tests)"),
 } as const;
 
 type FieldValue<F> = F extends Field<infer T> ? T : never;

@@ -106,6 +106,23 @@ function validateTogether(config: Config, origin: Record<ConfigKey, string>): vo
     const path = config[key];
     if (path !== null && !existsSync(path)) throw new ConfigError(key, origin[key], `file ${path} not found`);
   }
+  if ((config.smarthostUsername === null) !== (config.smarthostPassword === null)) {
+    throw new ConfigError(
+      config.smarthostUsername === null ? "smarthostUsername" : "smarthostPassword",
+      "smarthostUsername/smarthostPassword",
+      "set both the smarthost user name and its password, or neither",
+    );
+  }
+  if (config.smarthostUsername !== null && config.smarthost === null) {
+    throw new ConfigError("smarthostUsername", origin.smarthostUsername, "credentials need a smarthost");
+  }
+  if (config.smarthostCaFile !== null && !existsSync(config.smarthostCaFile)) {
+    throw new ConfigError(
+      "smarthostCaFile",
+      origin.smarthostCaFile,
+      `file ${config.smarthostCaFile} not found`,
+    );
+  }
   if (config.httpListen && !isLoopback(config.httpListen.host) && !config.httpToken) {
     throw new ConfigError(
       "httpListen",

@@ -22,6 +22,8 @@ import { BadRequest, errorResponse } from "./errors.ts";
 import { METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
 import { PAGE_HEADERS, renderStatusPage } from "./page.ts";
 import { queueRoutes } from "./queue_routes.ts";
+import type { OutboundQueue } from "../queue/outbound_queue.ts";
+import type { ReportStore } from "../queue/report_store.ts";
 import { buildStatus } from "./status.ts";
 
 /** What the HTTP API needs from the running relay. */
@@ -40,6 +42,12 @@ export interface AppDeps {
   version?: string;
   /** Clock in epoch ms, injected so tests control ages (DESIGN.md 4, seam 9). */
   now?: () => number;
+  /** Recipients waiting for their DSN (for /status, /metrics and the page). */
+  reports?: ReportStore;
+  /** DSNs and notices waiting to go out. */
+  outbound?: OutboundQueue;
+  /** An operator bounced a message: run the DSN step. */
+  onBounced?: () => void;
 }
 
 /** Builds the HTTP API. */
@@ -50,6 +58,8 @@ export function createApp(deps: AppDeps): Hono {
   const sources = () => ({
     store: deps.store,
     state: deps.state,
+    reports: deps.reports,
+    outbound: deps.outbound,
     version: deps.version ?? VERSION,
     runtime: `${runtime.name} ${runtime.version}`,
     now: now(),
@@ -88,6 +98,6 @@ export function createApp(deps: AppDeps): Hono {
   app.use("/queue", admin);
   app.use("/queue/*", admin);
   app.use("/domains/*", admin);
-  app.route("/", queueRoutes(deps.store, deps.logger));
+  app.route("/", queueRoutes(deps.store, deps.logger, deps.onBounced));
   return app;
 }

@@ -8,6 +8,8 @@
  * (store.domainQueueStatus), never from a queue scan.
  */
 import process from "node:process";
+import type { OutboundQueue } from "../queue/outbound_queue.ts";
+import type { ReportStore } from "../queue/report_store.ts";
 import type { QueueStore } from "../queue/store.ts";
 import type { LabeledCounter, RelayState } from "../relay_state.ts";
 
@@ -73,6 +75,8 @@ function labeled(counter: LabeledCounter, label: string, known: readonly string[
 export interface MetricsSources {
   store: QueueStore;
   state: RelayState;
+  reports?: ReportStore | undefined;
+  outbound?: OutboundQueue | undefined;
   version: string;
   runtime: string;
   now: number;
@@ -157,7 +161,24 @@ export function renderMetrics(src: MetricsSources): string {
     "Recipients handled over ATRN by result (delivered, deferred, failed).",
     labeled(state.recipients, "result", ["delivered", "deferred", "failed"]),
   );
-  out.one("odmr_relay_dsns_sent_total", "counter", "Delivery status notifications sent.", state.dsnsSent);
+  out.one(
+    "odmr_relay_dsns_sent_total",
+    "counter",
+    "DSNs accepted by the sender's MX or the smarthost, or queued here for a hosted sender.",
+    state.dsnsSent,
+  );
+  out.family(
+    "odmr_relay_dsns_queued_total",
+    "counter",
+    "DSNs composed and queued, by kind (failure, delay, relayed).",
+    labeled(state.dsnsQueued, "kind", ["failure", "delay", "relayed"]),
+  );
+  out.family(
+    "odmr_relay_outbound_attempts_total",
+    "counter",
+    "Outbound delivery attempts (DSNs, notices) by result.",
+    labeled(state.outbound, "result", ["delivered", "deferred", "dropped"]),
+  );
   out.family(
     "odmr_relay_auth_failures_total",
     "counter",
@@ -201,6 +222,33 @@ export function renderMetrics(src: MetricsSources): string {
     "gauge",
     "1 when the domain is on hold (mail kept, not delivered on ATRN).",
     domains.map((d) => [{ domain: d.name }, d.hold ? 1 : 0]),
+  );
+  const failed = src.reports?.pendingCounts();
+  out.one(
+    "odmr_relay_failed_recipients",
+    "gauge",
+    "Recipients that failed (or were relayed with NOTIFY=SUCCESS) whose DSN is not queued yet.",
+    failed?.recipients ?? 0,
+  );
+  out.one(
+    "odmr_relay_outbound_pending",
+    "gauge",
+    "DSNs and notices waiting in the outbound queue.",
+    src.outbound?.counts().pending ?? 0,
+  );
+  out.family(
+    "odmr_relay_domain_oldest_queued_timestamp_seconds",
+    "gauge",
+    "Arrival time of the oldest queued recipient per domain, seconds since the epoch (absent: no mail).",
+    domains.filter((d) => d.oldestQueuedAt !== null).map((
+      d,
+    ) => [{ domain: d.name }, d.oldestQueuedAt! / 1000]),
+  );
+  out.family(
+    "odmr_relay_domain_last_collected_timestamp_seconds",
+    "gauge",
+    "Time of the domain's last ATRN poll (collection, or no mail), seconds since the epoch.",
+    domains.filter((d) => d.lastAtrnAt !== null).map((d) => [{ domain: d.name }, d.lastAtrnAt! / 1000]),
   );
   out.family(
     "odmr_relay_domain_last_atrn_timestamp_seconds",

@@ -136,6 +136,10 @@ export function renderStatusPage(report: StatusReport): Html {
       : formatAge(q.oldestAgeSeconds)}</b><span>oldest message</span></div>
     <div class="card"><b>${report.sessions.smtp} / ${report.sessions
       .odmr}</b><span>SMTP / ODMR sessions</span></div>
+    <div class="card"><b id="failed-recipients">${report.failed
+      .recipients}</b><span>failed, DSN being written</span></div>
+    <div class="card"><b id="dsns-pending">${report.dsnsPending
+      .total}</b><span>DSNs and notices pending</span></div>
     </section>
     <h2>Domains (${report.domains.length})</h2>
     ${report.domains.length === 0

@@ -102,7 +102,7 @@ function hasControlCharacter(text: string): boolean {
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 /** Builds the administration routes (mounted behind requireAdmin). */
-export function queueRoutes(store: QueueStore, logger: Logger): Hono {
+export function queueRoutes(store: QueueStore, logger: Logger, onBounced?: () => void): Hono {
   const app = new Hono();
 
   app.get("/queue", (c) => {
@@ -113,8 +113,8 @@ export function queueRoutes(store: QueueStore, logger: Logger): Hono {
       }
     }
     const status = q.status;
-    if (status !== undefined && status !== "queued" && status !== "failed") {
-      throw new BadRequest("status must be queued or failed");
+    if (status !== undefined && status !== "queued" && status !== "failed" && status !== "relayed") {
+      throw new BadRequest("status must be queued, failed or relayed");
     }
     const domain = q.domain === undefined ? undefined : parseDomain(q.domain);
     if (domain !== undefined && !store.hasDomain(domain)) {
@@ -224,9 +224,10 @@ export function queueRoutes(store: QueueStore, logger: Logger): Hono {
     const bounced = store.bounceMessage(id, reason);
     if (bounced === 0) return errorResponse(c, 409, `Message ${id} has no queued recipients to bounce`);
     logger.info("message bounced by operator", { id, recipients: bounced });
-    // The store marks recipients failed. No DSN goes out yet: DSN generation is a later piece of
-    // work, so say "pending" rather than pretend one was sent.
-    return c.json({ id, bounced, reason, dsn: "pending" });
+    // The recipients are failed now; the DSN step reports them to the sender (and says that an
+    // operator returned the message) and removes them, right after this reply.
+    onBounced?.();
+    return c.json({ id, bounced, reason, dsn: "queued" });
   });
 
   for (const [action, hold] of [["hold", true], ["release", false]] as const) {

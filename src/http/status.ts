@@ -3,8 +3,11 @@
  *
  * Cost: O(domains). Queue totals come from the trigger-kept counters, per-domain counts from the
  * `domains` row, and each domain's oldest queued time is one index seek, taken only for domains
- * whose counter says they have mail. Nothing here scans the recipients table.
+ * whose counter says they have mail. Mail waiting for its DSN is read through a partial index that
+ * holds only those rows, and the outbound queue is small. Nothing here scans the recipients table.
  */
+import type { OutboundQueue } from "../queue/outbound_queue.ts";
+import type { ReportStore } from "../queue/report_store.ts";
 import type { QueueStore } from "../queue/store.ts";
 import type { ListenerInfo, RelayState } from "../relay_state.ts";
 
@@ -55,6 +58,10 @@ export interface StatusReport {
     oldestQueuedAt: string | null;
     oldestAgeSeconds: number | null;
   };
+  /** Mail that could not be delivered (or was relayed with NOTIFY=SUCCESS) whose DSN is not yet queued. */
+  failed: { recipients: number; messages: number };
+  /** DSNs, notices and postmaster copies waiting to go out (the outbound queue). */
+  dsnsPending: { total: number; byKind: Record<string, number>; oldestAt: string | null };
   domains: DomainStatus[];
   recentAtrnSessions: AtrnSessionStatus[];
 }
@@ -63,6 +70,9 @@ export interface StatusReport {
 export interface StatusSources {
   store: QueueStore;
   state: RelayState;
+  /** Absent in tests that build the app without the reporting side. */
+  reports?: ReportStore | undefined;
+  outbound?: OutboundQueue | undefined;
   version: string;
   runtime: string;
   now: number;
@@ -117,6 +127,8 @@ export function buildStatus(src: StatusSources, recentSessions = 10): StatusRepo
       oldestQueuedAt: oldest === null ? null : iso(oldest),
       oldestAgeSeconds: oldest === null ? null : ageSeconds(now, oldest),
     },
+    failed: src.reports?.pendingCounts() ?? { recipients: 0, messages: 0 },
+    dsnsPending: outboundStatus(src.outbound),
     domains,
     recentAtrnSessions: store.recentAtrnSessions(recentSessions).map((s) => ({
       id: s.id,
@@ -131,5 +143,14 @@ export function buildStatus(src: StatusSources, recentSessions = 10): StatusRepo
       failed: s.failed,
       outcome: s.outcome,
     })),
+  };
+}
+
+function outboundStatus(queue: OutboundQueue | undefined): StatusReport["dsnsPending"] {
+  const counts = queue?.counts();
+  return {
+    total: counts?.pending ?? 0,
+    byKind: counts?.byKind ?? {},
+    oldestAt: counts?.oldestCreatedAt == null ? null : iso(counts.oldestCreatedAt),
   };
 }

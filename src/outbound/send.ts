@@ -241,7 +241,8 @@ export async function sendOutbound(options: SendOutboundOptions): Promise<Outbou
       await client.quit();
       result.recipients = sent.outcomes.map((o, i) => ({
         address: options.recipients[i]!,
-        result: o.result,
+        // The client reports "relayed" only where a caller maps it; here a 2xx is simply delivered.
+        result: o.result === "relayed" ? "delivered" : o.result,
         code: o.code ?? Code451LocalDeferral,
         text: o.text ?? "",
         remoteMta: endpoint.host,

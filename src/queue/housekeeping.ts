@@ -1,8 +1,9 @@
 /**
  * Periodic queue maintenance: recipients older than the queue lifetime (per-domain override or
  * `queueLifetime`, RFC 5321 4.5.4.1: give up after 4-5 days) are marked failed with status
- * 4.4.7, so the DSN step reports them to the sender; freed pages are returned to the file system
- * a little at a time. Every query is an index range per domain, never a queue scan.
+ * 4.4.7, and the reporting jobs (src/queue/reporting.ts) run after it: the DSN step reports them to the
+ * sender, delay warnings and customer notices go out. Freed pages are returned to the file system a
+ * little at a time. Every query is an index range per domain, never a queue scan.
  */
 import type { Logger } from "../log/logger.ts";
 import type { Clock, QueueStore } from "./store.ts";
@@ -15,7 +16,8 @@ export function expireRecipients(store: QueueStore, lifetimeMs: number, clock: C
   const now = clock.now();
   const expired = new Map<string, number>();
   const update = store.database.raw.prepare(
-    "UPDATE recipients SET status = 'failed', last_code = 451, last_text = ?, last_attempt_at = ? " +
+    "UPDATE recipients SET status = 'failed', failure_kind = 'expired', " +
+      "last_code = COALESCE(last_code, 451), last_text = COALESCE(last_text, ?) " +
       "WHERE domain = ? AND status = 'queued' AND queued_at < ?",
   );
   const domains = store.database.raw.prepare(
@@ -24,7 +26,7 @@ export function expireRecipients(store: QueueStore, lifetimeMs: number, clock: C
   for (const domain of domains) {
     const cutoff = now - (domain.retentionMs ?? lifetimeMs);
     const changes = Number(
-      store.transaction(() => update.run(EXPIRED_TEXT, now, domain.name, cutoff)).changes,
+      store.transaction(() => update.run(EXPIRED_TEXT, domain.name, cutoff)).changes,
     );
     if (changes > 0) expired.set(domain.name, changes);
   }
@@ -42,17 +44,25 @@ export function pruneAtrnHistory(store: QueueStore, keepMs: number, clock: Clock
   );
 }
 
-/** Starts the periodic housekeeping; returns a function that stops it. */
+/** Starts the periodic housekeeping; `tick` runs one round now (tests), `stop` ends it. */
 export function startHousekeeping(
   store: QueueStore,
-  options: { lifetimeMs: number; intervalMs?: number; logger: Logger; clock?: Clock },
-): () => void {
+  options: {
+    lifetimeMs: number;
+    intervalMs?: number;
+    logger: Logger;
+    clock?: Clock;
+    /** Runs after each tick's expiry (the reporting jobs: DSNs, delay warnings, notices). */
+    afterTick?: () => void;
+  },
+): { tick: () => void; stop: () => void } {
   const clock = options.clock ?? { now: () => Date.now() };
   const tick = () => {
     try {
       for (const [domain, count] of expireRecipients(store, options.lifetimeMs, clock)) {
         options.logger.warn("recipients expired", { domain, count });
       }
+      options.afterTick?.();
       pruneAtrnHistory(store, ATRN_HISTORY_MS, clock);
       // auto_vacuum=INCREMENTAL: give back up to 1000 free pages per tick without a full VACUUM.
       store.database.raw.exec("PRAGMA incremental_vacuum(1000)");
@@ -62,5 +72,5 @@ export function startHousekeeping(
   };
   const timer = setInterval(tick, options.intervalMs ?? 60_000);
   (timer as { unref?: () => void }).unref?.();
-  return () => clearInterval(timer);
+  return { tick, stop: () => clearInterval(timer) };
 }

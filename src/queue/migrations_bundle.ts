@@ -45,5 +45,21 @@ export const MIGRATIONS: BundledMigration[] = [
     "statements": [
       "ALTER TABLE `domains` ADD `allow_routing_syntax` integer DEFAULT false NOT NULL;"
     ]
+  },
+  {
+    "tag": "0003_dsn_outbound",
+    "hash": "13a5677c13b647ab",
+    "statements": [
+      "CREATE TABLE `housekeeping_state` (\n\t`key` text PRIMARY KEY NOT NULL,\n\t`value` integer NOT NULL\n);",
+      "CREATE TABLE `outbound` (\n\t`id` integer PRIMARY KEY AUTOINCREMENT NOT NULL,\n\t`created_at` integer NOT NULL,\n\t`kind` text NOT NULL,\n\t`mail_from` text NOT NULL,\n\t`rcpt` text NOT NULL,\n\t`domain` text NOT NULL,\n\t`body` blob NOT NULL,\n\t`eight_bit` integer DEFAULT false NOT NULL,\n\t`smtputf8` integer DEFAULT false NOT NULL,\n\t`attempts` integer DEFAULT 0 NOT NULL,\n\t`next_attempt_at` integer NOT NULL,\n\t`expires_at` integer NOT NULL,\n\t`last_error` text,\n\t`about_message_id` integer\n);",
+      "CREATE INDEX `outbound_next_attempt` ON `outbound` (`next_attempt_at`);",
+      "ALTER TABLE `domains` ADD `notify_address` text;",
+      "ALTER TABLE `domains` ADD `notify_after_ms` integer;",
+      "ALTER TABLE `domains` ADD `notified_at` integer;",
+      "ALTER TABLE `recipients` ADD `failure_kind` text;",
+      "ALTER TABLE `recipients` ADD `remote_mta` text;",
+      "ALTER TABLE `recipients` ADD `delay_warnings` integer DEFAULT 0 NOT NULL;",
+      "CREATE INDEX `recipients_dsn_pending` ON `recipients` (`message_id`) WHERE status <> 'queued';"
+    ]
   }
 ];

@@ -6,6 +6,7 @@
  * are kept by triggers (see migrations/0001_queue_counters.sql) so `/status` and `/metrics` never
  * scan the queue.
  */
+import { sql } from "drizzle-orm";
 import { blob, index, integer, primaryKey, sqliteTable, text } from "drizzle-orm/sqlite-core";
 
 /** Customer accounts: who may AUTH on the ODMR port. */
@@ -45,6 +46,12 @@ export const domains = sqliteTable("domains", {
   lastAtrnDelivered: integer("last_atrn_delivered"),
   lastFailureAt: integer("last_failure_at"),
   lastFailureText: text("last_failure_text"),
+  /** Where to tell the customer that mail is waiting uncollected (an address outside the domain). */
+  notifyAddress: text("notify_address"),
+  /** How long mail may wait without an ATRN before that notice, ms (null: the default, 24 h). */
+  notifyAfterMs: integer("notify_after_ms"),
+  /** When the last such notice was queued. */
+  notifiedAt: integer("notified_at"),
 });
 
 /** Accepted local parts for domains that are not catch-all (recipient validation at RCPT time). */
@@ -84,8 +91,12 @@ export const messageChunks = sqliteTable("message_chunks", {
   data: blob("data", { mode: "buffer" }).notNull(),
 }, (t) => [primaryKey({ columns: [t.messageId, t.seq] })]);
 
-/** Recipient states. Delivered recipients are deleted; failed ones wait for their DSN. */
-export const RECIPIENT_STATUSES = ["queued", "failed"] as const;
+/**
+ * Recipient states. `queued` waits for an ATRN. `failed` (could not be delivered) and `relayed`
+ * (delivered, and NOTIFY=SUCCESS asked for a notice) wait for their DSN; once it is committed to the
+ * outbound queue, or when none is due, the row is deleted (src/queue/bounces.ts).
+ */
+export const RECIPIENT_STATUSES = ["queued", "failed", "relayed"] as const;
 export type RecipientStatus = typeof RECIPIENT_STATUSES[number];
 
 export const recipients = sqliteTable("recipients", {
@@ -107,9 +118,17 @@ export const recipients = sqliteTable("recipients", {
   /** RFC 3461 NOTIFY (comma list, upper-case) and ORCPT (`type;decoded`). */
   notify: text("notify"),
   orcpt: text("orcpt"),
+  /** Why a failed recipient failed: customer-rejected | local-refusal | expired | operator-bounce. */
+  failureKind: text("failure_kind"),
+  /** The customer's server that gave the final answer (its greeting name), for the DSN's Remote-MTA. */
+  remoteMta: text("remote_mta"),
+  /** Delay warnings already sent for this recipient (steps of `dsnDelayWarnings`). */
+  delayWarnings: integer("delay_warnings").notNull().default(0),
 }, (t) => [
   index("recipients_domain_status_queued_at").on(t.domain, t.status, t.queuedAt),
   index("recipients_message").on(t.messageId),
+  // Only rows waiting for a DSN are in it, so it costs nothing on the intake path.
+  index("recipients_dsn_pending").on(t.messageId).where(sql`status <> 'queued'`),
 ]);
 
 /** ATRN session history (RFC 2645): for `/status` and "last collected". */
@@ -137,4 +156,38 @@ export const queueTotals = sqliteTable("queue_totals", {
   messages: integer("messages").notNull().default(0),
   bytes: integer("bytes").notNull().default(0),
   recipients: integer("recipients").notNull().default(0),
+});
+
+/**
+ * Mail this relay sends to the internet itself: DSNs to senders, notices to customers, postmaster
+ * copies. Each row is one message to one recipient, retried with backoff until delivered or until
+ * `expires_at`, when it is logged and dropped (never a DSN about a DSN).
+ */
+export const outbound = sqliteTable("outbound", {
+  id: integer("id").primaryKey({ autoIncrement: true }),
+  createdAt: integer("created_at").notNull(),
+  /** dsn | notice | postmaster */
+  kind: text("kind").notNull(),
+  /** Reverse-path; "" (the null sender) for DSNs and notices (RFC 3461 6.2). */
+  mailFrom: text("mail_from").notNull(),
+  rcpt: text("rcpt").notNull(),
+  /** The recipient's domain in A-label form (the MX lookup key). */
+  domain: text("domain").notNull(),
+  /** The whole message, CRLF lines, not dot-stuffed. */
+  body: blob("body", { mode: "buffer" }).notNull(),
+  /** The body needs 8BITMIME (or SMTPUTF8 for a UTF-8 address). */
+  eightBit: integer("eight_bit", { mode: "boolean" }).notNull().default(false),
+  smtputf8: integer("smtputf8", { mode: "boolean" }).notNull().default(false),
+  attempts: integer("attempts").notNull().default(0),
+  nextAttemptAt: integer("next_attempt_at").notNull(),
+  expiresAt: integer("expires_at").notNull(),
+  lastError: text("last_error"),
+  /** The queue message this is about (for logs), if any. */
+  aboutMessageId: integer("about_message_id"),
+}, (t) => [index("outbound_next_attempt").on(t.nextAttemptAt)]);
+
+/** Small durable facts of the housekeeping jobs (for example how far the delay-warning scan got). */
+export const housekeepingState = sqliteTable("housekeeping_state", {
+  key: text("key").primaryKey(),
+  value: integer("value").notNull(),
 });

@@ -123,10 +123,17 @@ export interface DeliverableMessage {
 /** Result of a delivery attempt for one recipient. */
 export interface RecipientOutcome {
   id: number;
-  /** delivered: remove; deferred: keep queued (4xx, lost connection); failed: keep for the DSN. */
-  result: "delivered" | "deferred" | "failed";
+  /**
+   * delivered: remove; relayed: delivered, keep for the NOTIFY=SUCCESS DSN; deferred: keep queued (4xx,
+   * lost connection); failed: keep for the failure DSN.
+   */
+  result: "delivered" | "relayed" | "deferred" | "failed";
   code: number | null;
   text: string | null;
+  /** For failed: the relay refused it itself (never sent), rather than the customer. */
+  local?: boolean;
+  /** The customer's server that answered (its greeting name), for the DSN's Remote-MTA. */
+  remoteMta?: string | null;
 }
 
 /** An ATRN session record. */
@@ -156,7 +163,7 @@ export interface QueueTotals {
 /** Filters for listing the queue. */
 export interface QueueListFilter {
   domain?: string;
-  status?: "queued" | "failed";
+  status?: "queued" | "failed" | "relayed";
   /** Return messages with id greater than this (keyset pagination). */
   afterId?: number;
   limit?: number;
@@ -178,6 +185,18 @@ export type RecipientVerdict =
   | "unknown-mailbox"
   | "over-quota"
   | "routing-syntax";
+
+/**
+ * The message would take a domain's queue past its quota (counted with the real size at end of DATA):
+ * nothing is stored, and the intake answers `452 4.2.2` (RFC 3463 X.2.2), so the sender retries once
+ * the customer has collected.
+ */
+export class QuotaExceededError extends Error {
+  constructor(readonly domain: string) {
+    super(`Queue quota of ${domain} exceeded`);
+    this.name = "QuotaExceededError";
+  }
+}
 
 /** An error the caller should show as-is (admin commands). */
 export class StoreError extends Error {
@@ -249,10 +268,17 @@ export class QueueStore {
       ),
       failRecipient: raw.prepare(
         "UPDATE recipients SET status = 'failed', attempts = attempts + 1, last_code = ?, last_text = ?, " +
-          "last_attempt_at = ? WHERE id = ?",
+          "last_attempt_at = ?, failure_kind = ?, remote_mta = ? WHERE id = ?",
+      ),
+      relayRecipient: raw.prepare(
+        "UPDATE recipients SET status = 'relayed', attempts = attempts + 1, last_code = ?, last_text = ?, " +
+          "last_attempt_at = ?, remote_mta = ? WHERE id = ?",
       ),
       deleteMessageIfDone: raw.prepare(
         "DELETE FROM messages WHERE id = ? AND NOT EXISTS (SELECT 1 FROM recipients WHERE message_id = ?)",
+      ),
+      quotaRoom: raw.prepare(
+        "SELECT quota_bytes AS quota, queued_bytes AS queued FROM domains WHERE name = ? AND quota_bytes IS NOT NULL",
       ),
       oldestQueued: raw.prepare(
         "SELECT MIN(queued_at) AS oldest FROM recipients WHERE domain = ? AND status = 'queued'",
@@ -511,6 +537,14 @@ export class QueueStore {
   }
 
   /**
+   * Inserts a message inside a transaction the caller owns (a DSN to a hosted sender, queued in the
+   * same transaction that removes what it reports). Throws QuotaExceededError like `enqueue`.
+   */
+  enqueueInTransaction(message: IncomingMessage, body: BodySource): number {
+    return this.#insertMessage(message, body, this.#clock.now());
+  }
+
+  /**
    * Group commit: several messages in ONE transaction (one fsync), each inside its own SAVEPOINT so
    * a failing message is rolled back alone and reported as an Error in its slot, while the others
    * commit. If the COMMIT itself fails, this throws and none of them is stored.
@@ -566,6 +600,14 @@ export class QueueStore {
         s.insertChunk.run(id, seq++, next.value);
       }
       s.setChunkCount.run(seq, id);
+    }
+    // The quota counts the real size, checked inside the transaction: messages committed together see
+    // each other's bytes (the triggers update queued_bytes row by row), so parallel senders cannot
+    // overrun it together. Throwing rolls this message back.
+    const domainsOfMessage = new Set(message.recipients.map((r) => asciiLowerCase(r.domain)));
+    for (const domain of domainsOfMessage) {
+      const room = s.quotaRoom.get(domain) as { quota: number; queued: number } | undefined;
+      if (room && room.queued + body.size > room.quota) throw new QuotaExceededError(domain);
     }
     for (const r of message.recipients) {
       s.insertRecipient.run(id, r.address, asciiLowerCase(r.domain), now, body.size, r.notify, r.orcpt);
@@ -661,7 +703,11 @@ export class QueueStore {
     for (const o of outcomes) {
       if (o.result === "delivered") s.deleteRecipient.run(o.id);
       else if (o.result === "deferred") s.deferRecipient.run(o.code, o.text, now, o.id);
-      else s.failRecipient.run(o.code, o.text, now, o.id);
+      else if (o.result === "relayed") s.relayRecipient.run(o.code, o.text, now, o.remoteMta ?? null, o.id);
+      else {
+        const kind = o.local ? "local-refusal" : "customer-rejected";
+        s.failRecipient.run(o.code, o.text, now, kind, o.remoteMta ?? null, o.id);
+      }
     }
     s.deleteMessageIfDone.run(messageId, messageId);
   }
@@ -793,7 +839,7 @@ export class QueueStore {
     });
   }
 
-  /** Marks every queued recipient of a message failed (the DSN goes to the sender). */
+  /** Marks every queued recipient of a message failed; the DSN step reports them to the sender. */
   bounceMessage(id: number, reason: string): number {
     const now = this.#clock.now();
     const result = this.db.update(recipients).set({
@@ -801,6 +847,7 @@ export class QueueStore {
       lastCode: 550,
       lastText: reason,
       lastAttemptAt: now,
+      failureKind: "operator-bounce",
     }).where(and(eq(recipients.messageId, id), eq(recipients.status, "queued"))).run();
     return Number(result.changes);
   }

@@ -19,7 +19,13 @@ import type { Config } from "../config/fields.ts";
 import type { Logger } from "../log/logger.ts";
 import type { LineConnection } from "../net/line_connection.ts";
 import { SpoolWriter } from "../queue/spool.ts";
-import type { BodySource, IncomingMessage, IncomingRecipient, QueueStore } from "../queue/store.ts";
+import {
+  type BodySource,
+  type IncomingMessage,
+  type IncomingRecipient,
+  type QueueStore,
+  QuotaExceededError,
+} from "../queue/store.ts";
 import type { RelayState } from "../relay_state.ts";
 import { type Mailbox, parseMailFrom, parseRcptTo } from "../smtp/address.ts";
 import { DataReader, dataRejection } from "../smtp/data_reader.ts";
@@ -429,6 +435,12 @@ export class IntakeProtocol implements Protocol {
           recipients: tx.recipients,
         }, spool);
       } catch (error) {
+        if (error instanceof QuotaExceededError) {
+          // The real size would overflow a domain's quota: nothing was kept (RFC 3463 X.2.2).
+          state.messages.inc("rejected-over-quota");
+          logger.info("message refused: queue quota", { tid, domain: error.domain, size: spool.size });
+          return { reply: C452QuotaExceeded };
+        }
         // Nothing half-written remains: the transaction rolled back (451 4.3.0, client retries).
         state.messages.inc("rejected-storage-error");
         logger.error("enqueue failed", { tid, error: String(error) });

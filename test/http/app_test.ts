@@ -228,7 +228,11 @@ describe("GET /queue", () => {
     await expectError(await get(app, "/queue?limit=501"), 400, /limit/);
     await expectError(await get(app, "/queue?limit=ten"), 400, /limit/);
     await expectError(await get(app, "/queue?after=-1"), 400, /after/);
-    await expectError(await get(app, "/queue?status=delivered"), 400, /status must be queued or failed/);
+    await expectError(
+      await get(app, "/queue?status=delivered"),
+      400,
+      /status must be queued, failed or relayed/,
+    );
     await expectError(await get(app, "/queue?domain=bad_domain!"), 400, /not a valid domain/);
     await expectError(await get(app, "/queue?sort=size"), 400, /Unknown query parameter "sort"/);
     await expectError(await get(app, "/queue?domain=nowhere.test"), 404, /No hosted domain nowhere\.test/);
@@ -321,7 +325,7 @@ describe("POST /queue/:id/bounce", () => {
       ...(body === undefined ? {} : { body }),
     });
 
-  test("fails every queued recipient, says the DSN is pending, and a repeat is 409", async () => {
+  test("fails every queued recipient, says the DSN is queued, and a repeat is 409", async () => {
     const s = seed();
     const app = appFor(s, { token: TOKEN });
     const r = await bounce(app, s.ids.first, JSON.stringify({ reason: "Customer asked" }));
@@ -330,7 +334,7 @@ describe("POST /queue/:id/bounce", () => {
       id: s.ids.first,
       bounced: 2,
       reason: "Customer asked",
-      dsn: "pending",
+      dsn: "queued",
     });
     const m = s.store.getMessage(s.ids.first)!;
     assert.deepEqual(m.recipients.map((x) => [x.status, x.lastText]), [

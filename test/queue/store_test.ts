@@ -5,7 +5,7 @@ import { databasePath, openDatabase } from "../../src/queue/db.ts";
 import { migrate, SchemaTooNewError, schemaVersion } from "../../src/queue/migrate.ts";
 import { MIGRATIONS } from "../../src/queue/migrations_bundle.ts";
 import { CHUNK_SIZE, concat, SpoolWriter } from "../../src/queue/spool.ts";
-import { QueueStore, StoreError } from "../../src/queue/store.ts";
+import { QueueStore, QuotaExceededError, StoreError } from "../../src/queue/store.ts";
 import { bodyOf, incoming, tempStore, testSecrets } from "../support/store.ts";
 import { tempDir } from "../support/temp.ts";
 
@@ -317,7 +317,19 @@ describe("domain settings", () => {
       "over-quota",
       "a declared SIZE over the quota",
     );
-    store.enqueue(incoming("s@x.test", ["info@a.test"]), bodyOf("x".repeat(160)));
+    store.enqueue(incoming("s@x.test", ["info@a.test"]), bodyOf("x".repeat(118)));
+    assert.equal(
+      store.recipientVerdict("a.test", "info", 40),
+      "over-quota",
+      "queued + declared over the quota",
+    );
+    // At end of DATA the real size counts: a message that would overflow the quota is not stored.
+    assert.throws(
+      () => store.enqueue(incoming("s@x.test", ["info@a.test"]), bodyOf("x".repeat(38))),
+      QuotaExceededError,
+    );
+    assert.equal(store.listDomains().find((d) => d.name === "a.test")!.queuedBytes, 118);
+    store.updateDomain("a.test", { quotaBytes: 100 });
     assert.equal(store.recipientVerdict("a.test", "info"), "over-quota", "the queue is over the quota");
     store.updateDomain("a.test", { quotaBytes: null, mailboxes: null, retentionMs: null });
     assert.equal(store.recipientVerdict("a.test", "anyone"), "accept");

@@ -234,3 +234,20 @@ export async function waitForAtrnAfter(relay: TestRelay, id: number, timeoutMs =
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+/** What the relay queued for the internet itself (DSNs, notices), with the body as text. */
+export function outboundRows(
+  relay: TestRelay,
+): { id: number; kind: string; mail_from: string; rcpt: string; body: string; attempts: number }[] {
+  const rows = relay.store.database.raw.prepare(
+    "SELECT id, kind, mail_from, rcpt, body, attempts FROM outbound ORDER BY id",
+  ).all() as unknown as {
+    id: number;
+    kind: string;
+    mail_from: string;
+    rcpt: string;
+    body: Uint8Array;
+    attempts: number;
+  }[];
+  return rows.map((r) => ({ ...r, body: new TextDecoder().decode(r.body) }));
+}

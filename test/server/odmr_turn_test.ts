@@ -17,6 +17,7 @@ import {
   lastAtrn,
   messageCount,
   openOdmr,
+  outboundRows,
   playCustomer,
   queuedAddresses,
   recipientRows,
@@ -132,12 +133,16 @@ describe("odmr turn: delivery", () => {
     assert.equal(log.messages.length, 1);
     const rec = await waitForAtrnAfter(r, 0);
     assert.deepEqual([rec.delivered, rec.deferred, rec.failed, rec.outcome], [2, 0, 1, "turned"]);
-    const rows = recipientRows(r);
-    assert.deepEqual(rows.map((x) => [x.address, x.status, x.last_code]), [[
-      "bad@example.test",
-      "failed",
-      550,
-    ]]);
+    // The refused recipient is reported to the sender and leaves the queue with its message.
+    await waitFor(() => recipientRows(r).length === 0, "the failed recipient to leave the queue");
+    const dsns = outboundRows(r);
+    assert.deepEqual(dsns.map((d) => [d.kind, d.mail_from, d.rcpt]), [["dsn", "", "sender@remote.test"]]);
+    assert.match(
+      dsns[0]!.body,
+      /Final-Recipient: rfc822; bad@example\.test\r\nAction: failed\r\nStatus: 5\.1\.1\r\n/,
+    );
+    assert.match(dsns[0]!.body, /Diagnostic-Code: smtp; 550 5\.1\.1 no such user/);
+    assert.doesNotMatch(dsns[0]!.body, /good@example\.test>?\r\nAction/);
   });
 
   it("a 4xx to RCPT keeps that recipient queued", async () => {
@@ -174,7 +179,16 @@ describe("odmr turn: delivery", () => {
       const rec = await waitForAtrnAfter(r, 0);
       assert.equal(rec.delivered, 1);
       assert.equal(rec.outcome, "turned");
-      assert.deepEqual(recipientRows(r).map((x) => [x.address, x.status]), [["first@example.test", status]]);
+      if (status === "queued") {
+        assert.deepEqual(recipientRows(r).map((x) => [x.address, x.status]), [[
+          "first@example.test",
+          status,
+        ]]);
+      } else {
+        // Failed: reported to the sender, then gone from the queue.
+        await waitFor(() => recipientRows(r).length === 0, "the failed recipient to leave the queue");
+        assert.deepEqual(outboundRows(r).map((d) => d.rcpt), ["sender@remote.test"]);
+      }
     });
   }
 

@@ -56,6 +56,8 @@ export interface TestRelayOptions {
   dataDir?: string;
   /** AUTH failure delays (default: the real 1 s doubling; tests pass e.g. `{ baseDelayMs: 20 }`). */
   authThrottle?: RelayOptions["authThrottle"];
+  /** The relay's clock (tests move it to expire mail or reach a delay-warning step). */
+  clock?: RelayOptions["clock"];
 }
 
 /** A relay started for a test. */
@@ -102,6 +104,10 @@ export async function startTestRelay(
     httpListen: options.http ? "127.0.0.1:0" : "off",
     smtpMinFreeSpace: "0",
     shutdownGrace: "5s",
+    // DSNs must never leave the machine: unless a test points them somewhere, they go to a loopback
+    // port where nothing listens, fail at once and wait in the outbound queue (network only to loopback).
+    smarthost: "127.0.0.1:1",
+    smarthostTls: "opportunistic",
     ...(options.cert ? { tlsCertFile: options.cert.certFile, tlsKeyFile: options.cert.keyFile } : {}),
     ...options.flags,
   };
@@ -119,11 +125,10 @@ export async function startTestRelay(
       if (echo) console.error(line);
     },
   });
-  const relay = await startRelay(
-    config,
-    logger,
-    options.authThrottle ? { authThrottle: options.authThrottle } : {},
-  );
+  const relay = await startRelay(config, logger, {
+    ...(options.authThrottle ? { authThrottle: options.authThrottle } : {}),
+    ...(options.clock ? { clock: options.clock } : {}),
+  });
   const store = relay.store;
   for (const account of seed) {
     store.addAccount(account.username, testSecrets(account.password));

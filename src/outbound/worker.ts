@@ -1,0 +1,188 @@
+/**
+ * The outbound worker: sends what the outbound queue holds (DSNs, notices, postmaster mail) with
+ * `sendOutbound`, at most `concurrency` at a time, and records each result:
+ * - delivered: the row goes;
+ * - failed (a 5xx, a null MX, no such domain): logged and dropped. A DSN that cannot be delivered is
+ *   never reported on: no DSN about a DSN (RFC 3461 6.2, RFC 5321 6.1);
+ * - deferred: tried again after a backoff (1 min, doubling, at most 4 h), until the row's lifetime
+ *   (`dsnLifetime`) has passed, when it is logged and dropped.
+ *
+ * Rows are read from SQLite, so a restart picks up where the last run stopped; a row being sent when the
+ * process dies is simply sent again (at-least-once, RFC 5321 6.1 accepts the duplicate).
+ *
+ * @module
+ */
+import type { Clock } from "../clock.ts";
+import type { Logger } from "../log/logger.ts";
+import type { OutboundQueue, OutboundRow } from "../queue/outbound_queue.ts";
+import type { OutboundDestination, OutboundResult, SendOutboundOptions } from "./send.ts";
+import { sendOutbound } from "./send.ts";
+
+/** First retry after a temporary failure; each further one waits twice as long. */
+export const FIRST_RETRY_MS = 60_000;
+/** Longest wait between two attempts. */
+export const MAX_RETRY_MS = 4 * 3_600_000;
+/** Longest sleep between two looks at the queue when nothing is due sooner. */
+const IDLE_LOOK_MS = 60_000;
+
+/** The wait before attempt number `attempts + 1`, after `attempts` failed ones. */
+export function retryDelayMs(attempts: number): number {
+  return Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** Math.min(Math.max(attempts - 1, 0), 20));
+}
+
+/** Sends one row (tests may replace it; default: `sendOutbound`). */
+export type Sender = (options: SendOutboundOptions) => Promise<OutboundResult>;
+
+/** Options of {@linkcode OutboundWorker}. */
+export interface OutboundWorkerOptions {
+  queue: OutboundQueue;
+  /** Runs a write in one transaction (the store's). */
+  transaction: <T>(fn: () => T) => T;
+  /** Where a row goes: the smarthost, or the MX of its domain. */
+  destination: (row: OutboundRow) => OutboundDestination;
+  /** Everything `sendOutbound` takes besides the message (hostname, DNS, timeouts, logger). */
+  send: Omit<SendOutboundOptions, "destination" | "mailFrom" | "recipients" | "size" | "body" | "signal">;
+  /** Rows sent at the same time. */
+  concurrency: number;
+  clock: Clock;
+  logger: Logger;
+  /** Told when a row is delivered, dropped or deferred (metrics). */
+  onResult?: (row: OutboundRow, outcome: "delivered" | "dropped" | "deferred") => void;
+  sender?: Sender;
+}
+
+/** Drains the outbound queue in the background. */
+export class OutboundWorker {
+  readonly #o: OutboundWorkerOptions;
+  readonly #inFlight = new Map<number, Promise<void>>();
+  readonly #stop = new AbortController();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #looking = false;
+
+  constructor(options: OutboundWorkerOptions) {
+    this.#o = options;
+  }
+
+  /** Starts sending what is due now and keeps looking. */
+  start(): void {
+    this.kick();
+  }
+
+  /** Something was queued: look now instead of at the next timer. */
+  kick(): void {
+    if (this.#stop.signal.aborted) return;
+    queueMicrotask(() => this.#look());
+  }
+
+  /** Sends every row that is due now and waits until those attempts are over (tests, shutdown). */
+  async runDue(): Promise<void> {
+    this.#look();
+    await Promise.all(this.#inFlight.values());
+  }
+
+  /** Stops: no new attempts; attempts in progress are cancelled (their rows stay queued). */
+  async stop(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#stop.abort();
+    await Promise.all(this.#inFlight.values());
+  }
+
+  #look(): void {
+    if (this.#looking || this.#stop.signal.aborted) return;
+    this.#looking = true;
+    try {
+      const room = this.#o.concurrency - this.#inFlight.size;
+      if (room > 0) {
+        const rows = this.#o.queue.due(room + this.#inFlight.size).filter((r) => !this.#inFlight.has(r.id));
+        for (const row of rows.slice(0, room)) {
+          const attempt = this.#attempt(row).finally(() => {
+            this.#inFlight.delete(row.id);
+            this.kick();
+          });
+          this.#inFlight.set(row.id, attempt);
+        }
+      }
+    } catch (error) {
+      this.#o.logger.error("outbound queue read failed", { error: String(error) });
+    } finally {
+      this.#looking = false;
+      this.#schedule();
+    }
+  }
+
+  #schedule(): void {
+    clearTimeout(this.#timer);
+    if (this.#stop.signal.aborted) return;
+    let next: number | null = null;
+    try {
+      next = this.#o.queue.nextDueAt();
+    } catch { /* the next look will log it */ }
+    const wait = next === null
+      ? IDLE_LOOK_MS
+      : Math.min(IDLE_LOOK_MS, Math.max(0, next - this.#o.clock.now()));
+    // Rows being sent are "due" too; their end kicks the worker, so no busy loop here.
+    this.#timer = setTimeout(() => this.#look(), this.#inFlight.size > 0 ? Math.max(wait, 1000) : wait);
+    (this.#timer as { unref?: () => void }).unref?.();
+  }
+
+  async #attempt(row: OutboundRow): Promise<void> {
+    const { logger, clock, queue, transaction } = this.#o;
+    const log = logger.child({ outbound: row.id, kind: row.kind });
+    let result: OutboundResult;
+    try {
+      result = await (this.#o.sender ?? sendOutbound)({
+        ...this.#o.send,
+        logger: log,
+        destination: this.#o.destination(row),
+        mailFrom: row.mailFrom,
+        recipients: [row.rcpt],
+        size: row.body.length,
+        body: () => [row.body],
+        eightBit: row.eightBit,
+        smtputf8: row.smtputf8,
+        signal: this.#stop.signal,
+      });
+    } catch (error) {
+      log.error("outbound attempt failed", { error: String(error) });
+      return;
+    }
+    const outcome = result.recipients[0];
+    if (!outcome) return;
+    const fields = {
+      to: row.rcpt,
+      code: outcome.code,
+      reply: outcome.text,
+      mta: outcome.remoteMta ?? undefined,
+    };
+    try {
+      if (outcome.result === "delivered") {
+        transaction(() => queue.remove(row.id));
+        log.info("outbound delivered", fields);
+        this.#o.onResult?.(row, "delivered");
+      } else if (outcome.result === "failed") {
+        transaction(() => queue.remove(row.id));
+        // Never a DSN about a DSN: a bounce that bounces is only logged.
+        log.warn("outbound dropped: permanent failure", fields);
+        this.#o.onResult?.(row, "dropped");
+      } else if (this.#stop.signal.aborted) {
+        // Shutdown cancelled it: not an attempt that counts; it goes again after the restart.
+      } else if (clock.now() >= row.expiresAt) {
+        transaction(() => queue.remove(row.id));
+        log.warn("outbound dropped: lifetime over", { ...fields, attempts: row.attempts + 1 });
+        this.#o.onResult?.(row, "dropped");
+      } else {
+        const next = clock.now() + retryDelayMs(row.attempts + 1);
+        transaction(() => queue.defer(row.id, Math.min(next, row.expiresAt), outcome.text));
+        log.info("outbound deferred", {
+          ...fields,
+          attempts: row.attempts + 1,
+          retryAt: new Date(next).toISOString(),
+        });
+        this.#o.onResult?.(row, "deferred");
+      }
+    } catch (error) {
+      // The row stays as it was and is tried again: a duplicate at worst, never a loss.
+      log.error("recording the outbound result failed", { error: String(error) });
+    }
+  }
+}

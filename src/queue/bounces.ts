@@ -1,0 +1,181 @@
+/**
+ * The DSN step. Recipients that could not be delivered (status `failed`: a 5xx from the customer, a
+ * local refusal, expiry, an operator's bounce) or were delivered with NOTIFY=SUCCESS to a customer
+ * without DSN support (status `relayed`) are reported to the message's sender in ONE DSN per message
+ * (RFC 3464, composed by src/dsn/), and then leave the queue: in one transaction the DSN is queued
+ * (src/queue/report_router.ts) and the reported recipients are deleted, with the message and its body
+ * when no recipient is left. No DSN is made for the null sender or when NOTIFY says not to (RFC 3461
+ * 4.1); those recipients simply leave. A crash before the commit leaves everything pending for the next
+ * run; after it, the DSN is durable: the sender is told exactly once (or, at worst, twice).
+ *
+ * @module
+ */
+import { randomBytes } from "node:crypto";
+import type { Clock } from "../clock.ts";
+import { composeDsn } from "../dsn/compose.ts";
+import { actionFor, needsDsn } from "../dsn/policy.ts";
+import { replyFromRecorded } from "../dsn/remote.ts";
+import type { DsnRecipient, DsnReply } from "../dsn/types.ts";
+import type { Logger } from "../log/logger.ts";
+import type { PendingRecipient, ReportedMessage, ReportStore } from "./report_store.ts";
+import type { ReportRouter, Routed } from "./report_router.ts";
+import type { QueueStore } from "./store.ts";
+
+/** What the DSN step needs. */
+export interface BounceDeps {
+  store: QueueStore;
+  reports: ReportStore;
+  router: ReportRouter;
+  hostname: string;
+  clock: Clock;
+  logger: Logger;
+  /** Largest original returned whole for RET=FULL. */
+  maxFullBytes: number;
+  /** A copy of each failure DSN goes here (dsnCopyToPostmaster), or null. */
+  postmasterCopy: string | null;
+  /** Told of each DSN queued and where it went (metrics). */
+  onDsn?: (kind: "failure" | "relayed" | "delay", route: Routed) => void;
+}
+
+/** Messages handled per call; the caller calls again while there is more. */
+const BATCH = 50;
+
+/** Reports what is pending (at most one batch of messages); returns how many messages were handled. */
+export function reportPendingDsns(deps: BounceDeps): number {
+  const ids = deps.reports.pendingMessageIds(BATCH);
+  for (const id of ids) {
+    try {
+      reportMessage(deps, id);
+    } catch (error) {
+      // This message stays pending and is tried again on the next run; the others go on.
+      deps.logger.error("DSN step failed", { msgId: id, error: String(error) });
+    }
+  }
+  return ids.length;
+}
+
+function reportMessage(deps: BounceDeps, messageId: number): void {
+  const { store, reports, logger } = deps;
+  const message = reports.message(messageId);
+  const pending = reports.pendingRecipients(messageId);
+  if (!message) {
+    store.transaction(() => reports.finishReported(messageId));
+    return;
+  }
+  const facts = new Map<string, number | null>();
+  const lastCollected = (domain: string) => {
+    if (!facts.has(domain)) facts.set(domain, reports.domain(domain)?.lastAtrnAt ?? null);
+    const at = facts.get(domain);
+    return at === null || at === undefined ? null : new Date(at);
+  };
+  const reported: DsnRecipient[] = [];
+  for (const r of pending) {
+    const dsn = dsnRecipient(r, lastCollected(r.domain));
+    if (needsDsn({ sender: message.mailFrom, notify: r.notify, action: actionFor(dsn.cause) })) {
+      reported.push(dsn);
+    }
+  }
+  const composed = reported.length > 0 ? compose(deps, message, reported) : null;
+  store.transaction(() => {
+    if (composed) {
+      const where = deps.router.route({
+        kind: "dsn",
+        rcpt: message.mailFrom,
+        bytes: composed.bytes,
+        eightBit: composed.eightBit,
+        smtputf8: composed.smtputf8,
+        aboutMessageId: messageId,
+      });
+      const failures = reported.some((r) => actionFor(r.cause) === "failed");
+      if (deps.postmasterCopy && failures) {
+        deps.router.route({
+          kind: "postmaster",
+          rcpt: deps.postmasterCopy,
+          bytes: composed.bytes,
+          eightBit: composed.eightBit,
+          smtputf8: composed.smtputf8,
+          aboutMessageId: messageId,
+        });
+      }
+      logger.info("dsn queued", {
+        msgId: messageId,
+        to: message.mailFrom,
+        recipients: reported.length,
+        route: where,
+        messageId: composed.messageId,
+      });
+      deps.onDsn?.(failures ? "failure" : "relayed", where);
+    }
+    reports.finishReported(messageId);
+  });
+  const silent = pending.length - reported.length;
+  if (silent > 0) {
+    logger.info("recipients left the queue without a DSN", {
+      msgId: messageId,
+      count: silent,
+      why: message.mailFrom === "" ? "null sender" : "NOTIFY",
+    });
+  }
+}
+
+/** Composes the DSN of one message; exported for the delay warnings, which report queued recipients. */
+export function compose(
+  deps: Pick<BounceDeps, "store" | "hostname" | "clock" | "maxFullBytes">,
+  message: ReportedMessage,
+  recipients: DsnRecipient[],
+) {
+  return composeDsn({
+    reportingMta: deps.hostname,
+    messageId: `${deps.clock.now().toString(36)}.${randomBytes(6).toString("hex")}`,
+    date: new Date(deps.clock.now()),
+    message: {
+      sender: message.mailFrom,
+      arrivalDate: new Date(message.receivedAt),
+      envid: message.envid,
+      ret: message.ret,
+      smtputf8: message.smtputf8,
+      queueId: message.id,
+    },
+    recipients,
+    content: deps.store.readBody(message.id),
+    maxFullBytes: deps.maxFullBytes,
+  });
+}
+
+/** The DSN's view of a pending recipient. */
+function dsnRecipient(r: PendingRecipient, lastCollected: Date | null): DsnRecipient {
+  const base = {
+    address: r.address,
+    orcpt: r.orcpt,
+    ...(r.lastAttemptAt !== null ? { lastAttempt: new Date(r.lastAttemptAt) } : {}),
+  };
+  const reply = storedReply(r.lastCode, r.lastText);
+  const remote = r.remoteMta ? { remoteMta: r.remoteMta } : {};
+  if (r.status === "relayed") return { ...base, cause: "relayed", ...(reply ? { reply } : {}), ...remote };
+  switch (r.failureKind) {
+    case "local-refusal":
+      return { ...base, cause: "local-refusal", text: r.lastText ?? "5.0.0 Refused by the relay" };
+    case "expired":
+      // A reply is only the customer's when delivery was attempted at all.
+      return {
+        ...base,
+        cause: "expired",
+        lastCollected,
+        ...(reply && r.lastAttemptAt !== null ? { lastReply: reply, ...remote } : {}),
+      };
+    case "operator-bounce":
+      return { ...base, cause: "operator-bounce", ...(r.lastText ? { reason: r.lastText } : {}) };
+    default:
+      return {
+        ...base,
+        cause: "customer-rejected",
+        reply: reply ?? { code: r.lastCode ?? 550, lines: [r.lastText ?? "Refused"] },
+        ...remote,
+      };
+  }
+}
+
+/** The recorded reply of a recipient, or null when there is none. */
+export function storedReply(code: number | null, text: string | null): DsnReply | null {
+  return code === null || text === null ? null : replyFromRecorded(code, text);
+}

@@ -1,0 +1,73 @@
+/**
+ * Telling the customer, not only the sender: a domain with a `notifyAddress` gets a short notice there
+ * when its oldest queued mail has waited longer than its threshold (`notifyAfterMs`, default
+ * `domainNotifyAfter`) and the domain has not been polled (ATRN) within that time either. At most one
+ * notice per threshold period (`notified_at`, written in the same transaction as the notice).
+ *
+ * @module
+ */
+import { randomBytes } from "node:crypto";
+import type { Clock } from "../clock.ts";
+import { isAscii } from "../dsn/field_text.ts";
+import { composeWaitingNotice } from "../dsn/waiting_notice.ts";
+import type { Logger } from "../log/logger.ts";
+import { displayDomain } from "../smtp/idna.ts";
+import type { ReportRouter } from "./report_router.ts";
+import type { ReportStore } from "./report_store.ts";
+import type { QueueStore } from "./store.ts";
+
+/** What the notices need. */
+export interface WaitingNoticeDeps {
+  store: QueueStore;
+  reports: ReportStore;
+  router: ReportRouter;
+  hostname: string;
+  clock: Clock;
+  logger: Logger;
+  /** Default threshold (config `domainNotifyAfter`). */
+  defaultAfterMs: number;
+  /** The global queue lifetime (a domain's retention overrides it). */
+  lifetimeMs: number;
+}
+
+/** Queues the notices that are due; returns how many. */
+export function sendWaitingNotices(deps: WaitingNoticeDeps): number {
+  const now = deps.clock.now();
+  let sent = 0;
+  for (const domain of deps.reports.domainsWithMail()) {
+    if (!domain.notifyAddress) continue;
+    const after = domain.notifyAfterMs ?? deps.defaultAfterMs;
+    if (domain.lastAtrnAt !== null && domain.lastAtrnAt > now - after) continue;
+    if (domain.notifiedAt !== null && domain.notifiedAt > now - after) continue;
+    const { oldest, count } = deps.reports.oldestQueued(domain.name);
+    if (oldest === null || oldest > now - after) continue;
+    const bytes = composeWaitingNotice({
+      reportingMta: deps.hostname,
+      messageId: `${now.toString(36)}.${randomBytes(6).toString("hex")}`,
+      date: new Date(now),
+      to: domain.notifyAddress,
+      domain: displayDomain(domain.name),
+      waiting: count,
+      oldest: new Date(oldest),
+      lastCollected: domain.lastAtrnAt === null ? null : new Date(domain.lastAtrnAt),
+      expires: new Date(oldest + (domain.retentionMs ?? deps.lifetimeMs)),
+    });
+    deps.store.transaction(() => {
+      deps.router.route({
+        kind: "notice",
+        rcpt: domain.notifyAddress!,
+        bytes,
+        eightBit: !isAscii(domain.notifyAddress! + displayDomain(domain.name)),
+        smtputf8: !isAscii(domain.notifyAddress!),
+      });
+      deps.reports.setNotified(domain.name, now);
+    });
+    deps.logger.info("waiting notice queued", {
+      domain: domain.name,
+      to: domain.notifyAddress,
+      waiting: count,
+    });
+    sent++;
+  }
+  return sent;
+}

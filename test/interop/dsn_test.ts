@@ -1,0 +1,412 @@
+/**
+ * Bounces end to end over real sockets: a message arrives at the intake, the customer refuses one of
+ * its recipients after the ATRN turn, and the sender's MX (found through a loopback fake DNS server)
+ * receives exactly one well-formed DSN for exactly that recipient; the queue is empty afterwards.
+ * Also: a smarthost with STARTTLS and AUTH PLAIN, no DSN for `<>` or NOTIFY=NEVER, a restart with
+ * DSNs pending, an MX that never answers (retried, then dropped after dsnLifetime), NOTIFY=SUCCESS,
+ * delay warnings and expiry with an injected clock, the customer notice, and Postfix's smtp-sink
+ * storing a DSN intact.
+ */
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { chmodSync, readdirSync, readFileSync } from "node:fs";
+import net from "node:net";
+import { join } from "node:path";
+import type { Config } from "../../src/config/fields.ts";
+import { loadSecureContext } from "../../src/net/tls.ts";
+import { hasSmtpSink, startSmtpSink } from "../client/_smtp_sink.ts";
+import { makeTestCert } from "../support/certs.ts";
+import { type FakeDns, startFakeDns } from "../support/fake_dns.ts";
+import { type FakeMx, startFakeMx } from "../support/fake_mx.ts";
+import { startTestRelay, type TestRelay } from "../support/relay.ts";
+import { tempDir } from "../support/temp.ts";
+import { TranscriptPeer } from "../support/transcript.ts";
+import { enqueue, ODMR_SEED, openOdmr, outboundRows, playCustomer, waitFor } from "../server/odmr_helpers.ts";
+
+/** The relay's queue holds nothing: no recipients, no messages, no outbound rows. */
+function queueIsEmpty(relay: TestRelay): boolean {
+  const count = (table: string) =>
+    (relay.store.database.raw.prepare(`SELECT COUNT(*) AS n FROM ${table}`).get() as { n: number }).n;
+  return count("recipients") === 0 && count("messages") === 0 && count("outbound") === 0 &&
+    count("message_chunks") === 0;
+}
+
+/** Sends one message into the intake; `rcpts` may carry RCPT parameters after a space. */
+async function receive(
+  relay: TestRelay,
+  from: string,
+  rcpts: string[],
+  body = "Subject: hello\r\n\r\nhi\r\n",
+) {
+  const peer = await TranscriptPeer.connect(relay.smtpPort);
+  try {
+    await peer.expect("220 *");
+    await peer.sendLine("EHLO client.remote.test");
+    await peer.readReply();
+    await peer.sendLine(`MAIL FROM:<${from}>`);
+    await peer.expect("250 *");
+    for (const r of rcpts) {
+      const [address, ...params] = r.split(" ");
+      await peer.sendLine(`RCPT TO:<${address}>${params.length ? " " + params.join(" ") : ""}`);
+      await peer.expect("250 *");
+    }
+    await peer.sendLine("DATA");
+    await peer.expect("354 *");
+    await peer.send(body + ".\r\n");
+    await peer.expect("250 *");
+    await peer.sendLine("QUIT");
+    await peer.expect("221 *");
+  } finally {
+    peer.close();
+  }
+}
+
+/** Collects example.test as the customer, answering RCPT with `rcpt(address)`. */
+async function collect(relay: TestRelay, rcpt: (line: string) => string, ehlo?: string[]) {
+  const peer = await openOdmr(relay.odmrPort, { user: "alice" });
+  await peer.sendLine("ATRN example.test");
+  await peer.expect("250 *");
+  return await playCustomer(peer, { rcpt, ...(ehlo ? { ehlo } : {}) });
+}
+
+/** The DSN's fields as `Name: value` lines, unfolded. */
+function fields(text: string): string[] {
+  return text.replace(/\r\n[ \t]+/g, " ").split("\r\n");
+}
+
+describe("DSNs to the sender's MX, found through DNS", () => {
+  let dns: FakeDns;
+  let mx: FakeMx;
+  let relay: TestRelay;
+  before(async () => {
+    mx = await startFakeMx({ host: "127.0.0.7", name: "mx.remote.test" });
+    dns = await startFakeDns({
+      "remote.test": { mx: [{ preference: 10, exchange: "mx.remote.test" }] },
+      "mx.remote.test": { a: ["127.0.0.7"] },
+    });
+    relay = await startTestRelay({
+      config: { smarthost: null, dnsServers: [dns.server], outboundMxPort: mx.port },
+    }, ODMR_SEED);
+  });
+  after(async () => {
+    await relay.stop();
+    await dns.close();
+    await mx.close();
+  });
+
+  it("the customer refuses one of two recipients: exactly one DSN, for that one, and the queue is empty", async () => {
+    await receive(relay, "sender@remote.test", [
+      "good@example.test",
+      "bad@example.test ORCPT=rfc822;Bad@Example.test",
+    ]);
+    const log = await collect(
+      relay,
+      (l) => (l.includes("bad@") ? "550 5.1.1 <bad@example.test>: no such user" : "250 2.1.5 Ok"),
+    );
+    assert.equal(log.messages.length, 1);
+    await waitFor(
+      () => mx.messages.length === 1 && queueIsEmpty(relay),
+      "the DSN to arrive and the queue to empty",
+    );
+    const dsn = mx.messages[0]!;
+    assert.match(dsn.mail, /^MAIL FROM:<>( |$)/);
+    assert.deepEqual(dsn.rcpts, ["sender@remote.test"]);
+    const f = fields(dsn.data);
+    assert.ok(f.includes("Auto-Submitted: auto-replied"));
+    assert.ok(f.some((l) => /^Content-Type: multipart\/report; report-type=delivery-status;/.test(l)));
+    assert.ok(f.includes("Reporting-MTA: dns; mx.relay.test"));
+    assert.ok(f.includes("Final-Recipient: rfc822; bad@example.test"));
+    assert.ok(f.includes("Original-Recipient: rfc822; Bad@Example.test"));
+    assert.ok(f.includes("Action: failed"));
+    assert.ok(f.includes("Status: 5.1.1"));
+    assert.ok(f.includes("Remote-MTA: dns; customer.test"));
+    assert.ok(f.includes("Diagnostic-Code: smtp; 550 5.1.1 <bad@example.test>: no such user"), dsn.data);
+    assert.equal(f.filter((l) => l.startsWith("Final-Recipient:")).length, 1, "only the refused recipient");
+    assert.ok(f.includes("Subject: hello"), "the original header section is returned");
+    assert.equal(relay.relay.state.dsnsSent, 1);
+  });
+
+  it("no DSN for the null sender or for NOTIFY=NEVER; both leave the queue", async () => {
+    const before = mx.messages.length;
+    await receive(relay, "", ["x@example.test"]);
+    await receive(relay, "sender@remote.test", ["y@example.test NOTIFY=NEVER"]);
+    await collect(relay, () => "550 5.1.1 no");
+    await waitFor(() => queueIsEmpty(relay), "both to leave the queue");
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(mx.messages.length, before);
+  });
+
+  it("NOTIFY=SUCCESS to a customer without DSN: a 'relayed' DSN", async () => {
+    const before = mx.messages.length;
+    await receive(relay, "sender@remote.test", ["ok@example.test NOTIFY=SUCCESS,FAILURE"]);
+    await collect(relay, () => "250 2.1.5 Ok", ["8BITMIME"]);
+    await waitFor(() => mx.messages.length === before + 1 && queueIsEmpty(relay), "the relayed DSN");
+    const f = fields(mx.messages.at(-1)!.data);
+    assert.ok(f.includes("Action: relayed"));
+    assert.ok(f.includes("Final-Recipient: rfc822; ok@example.test"));
+  });
+
+  it("an operator's bounce says so, and the message leaves the queue", async () => {
+    const before = mx.messages.length;
+    const id = enqueue(
+      relay.store,
+      ["z@example.test"],
+      "Subject: bounce me\r\n\r\nx\r\n",
+      "sender@remote.test",
+    );
+    relay.store.bounceMessage(id, "Returned by the administrator: the domain is moving");
+    relay.relay.reporting.reportFailures();
+    await waitFor(() => mx.messages.length === before + 1 && queueIsEmpty(relay), "the bounce DSN");
+    const text = mx.messages.at(-1)!.data;
+    assert.match(text, /administrator/i);
+    assert.ok(fields(text).includes("Action: failed"));
+  });
+});
+
+describe("DSNs through a smarthost with STARTTLS and AUTH PLAIN", () => {
+  it("the DSN goes to the smarthost under verified TLS, authenticated", async () => {
+    const cert = makeTestCert();
+    const mx = await startFakeMx({
+      tls: loadSecureContext({ certFile: cert.certFile, keyFile: cert.keyFile }),
+      auth: { username: "relay", password: "smarthost-secret" },
+      authMechanisms: ["PLAIN"],
+      name: "localhost",
+    });
+    const relay = await startTestRelay({
+      config: {
+        smarthost: { host: "localhost", port: mx.port },
+        smarthostTls: "required",
+        smarthostCaFile: cert.caFile,
+        smarthostUsername: "relay",
+        smarthostPassword: "smarthost-secret",
+      },
+    }, ODMR_SEED);
+    try {
+      await receive(relay, "sender@far.away.test", ["bad@example.test"]);
+      await collect(relay, () => "550 5.1.1 gone");
+      await waitFor(() => mx.messages.length === 1 && queueIsEmpty(relay), "the DSN at the smarthost");
+      const dsn = mx.messages[0]!;
+      assert.deepEqual([dsn.tls, dsn.authUser, dsn.rcpts], [true, "relay", ["sender@far.away.test"]]);
+      assert.ok(fields(dsn.data).includes("Final-Recipient: rfc822; bad@example.test"));
+      assert.ok(!relay.logs.some((l) => l.includes("smarthost-secret")), "the password is never logged");
+    } finally {
+      await relay.stop();
+      await mx.close();
+    }
+  });
+});
+
+describe("DSNs that cannot be delivered yet", () => {
+  it("a restart with DSNs pending sends them afterwards", async () => {
+    const dns = await startFakeDns({
+      "remote.test": { mx: [{ preference: 10, exchange: "mx.remote.test" }] },
+      "mx.remote.test": { a: ["127.0.0.8"] },
+    });
+    const closed = await freePort();
+    const dataDir = tempDir("odmr-dsn-restart-");
+    let now = Date.now();
+    const clock = { now: () => now };
+    const config: Partial<Config> = { smarthost: null, dnsServers: [dns.server], outboundMxPort: closed };
+    const first = await startTestRelay({ dataDir, config, clock }, ODMR_SEED);
+    let mx: FakeMx | undefined;
+    try {
+      await receive(first, "sender@remote.test", ["bad@example.test"]);
+      await collect(first, () => "550 5.1.1 gone");
+      await waitFor(() => outboundRows(first)[0]?.attempts === 1, "a failed first attempt");
+      await first.stop();
+      // Up again, with the MX reachable and the retry due.
+      mx = await startFakeMx({ host: "127.0.0.8", port: closed, name: "mx.remote.test" });
+      now += 10 * 60_000;
+      const second = await startTestRelay({ dataDir, config, clock }, []);
+      try {
+        await second.relay.outbound.worker.runDue();
+        await waitFor(() => mx!.messages.length === 1 && queueIsEmpty(second), "the DSN after the restart");
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      await first.stop();
+      await mx?.close();
+      await dns.close();
+    }
+  });
+
+  it("an MX that never answers: retried, then dropped after dsnLifetime with a log line", async () => {
+    const silent = net.createServer(() => {}); // accepts and never says a word
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.9", () => r()));
+    const port = (silent.address() as net.AddressInfo).port;
+    const dns = await startFakeDns({
+      "remote.test": { mx: [{ preference: 10, exchange: "mx.remote.test" }] },
+      "mx.remote.test": { a: ["127.0.0.9"] },
+    });
+    let now = Date.now();
+    const relay = await startTestRelay({
+      clock: { now: () => now },
+      config: {
+        smarthost: null,
+        dnsServers: [dns.server],
+        outboundMxPort: port,
+        atrnGreetingTimeout: 200,
+        dsnLifetime: 3_600_000,
+      },
+    }, ODMR_SEED);
+    try {
+      await receive(relay, "sender@remote.test", ["bad@example.test"]);
+      await collect(relay, () => "550 5.1.1 gone");
+      await waitFor(() => outboundRows(relay)[0]?.attempts === 1, "the first attempt to time out");
+      now += 2 * 60_000; // the first retry is due after a minute
+      await relay.relay.outbound.worker.runDue();
+      assert.equal(outboundRows(relay)[0]?.attempts, 2, "retried, still queued");
+      now += 3_600_000; // past dsnLifetime
+      await relay.relay.outbound.worker.runDue();
+      assert.ok(queueIsEmpty(relay), "dropped");
+      assert.ok(relay.logs.some((l) => l.includes("outbound dropped: lifetime over")), "with a log line");
+    } finally {
+      await relay.stop();
+      await dns.close();
+      await new Promise((r) => silent.close(r));
+    }
+  });
+});
+
+describe("delay warnings, expiry and the customer notice (injected clock)", () => {
+  it("one delay warning per step, the expiry DSN (4.4.7) after the lifetime, and a notice to notifyAddress", async () => {
+    const mx = await startFakeMx({ host: "127.0.0.10", name: "mx.remote.test" });
+    const dns = await startFakeDns({
+      "remote.test": { mx: [{ preference: 10, exchange: "mx.remote.test" }] },
+      "mx.remote.test": { a: ["127.0.0.10"] },
+      "phone.test": { a: ["127.0.0.10"] },
+    });
+    let now = Date.now();
+    const relay = await startTestRelay({
+      clock: { now: () => now },
+      config: {
+        smarthost: null,
+        dnsServers: [dns.server],
+        outboundMxPort: mx.port,
+        dsnDelayWarnings: [3_600_000, 4 * 3_600_000],
+        queueLifetime: 86_400_000,
+        domainNotifyAfter: 2 * 3_600_000,
+      },
+    }, ODMR_SEED);
+    const hour = 3_600_000;
+    const run = async () => {
+      relay.relay.housekeeping.tick();
+      await relay.relay.outbound.worker.runDue();
+    };
+    try {
+      relay.store.database.raw.prepare("UPDATE domains SET notify_address = ? WHERE name = 'example.test'")
+        .run("owner@phone.test");
+      await receive(relay, "sender@remote.test", ["late@example.test", "never@example.test NOTIFY=FAILURE"]);
+      await run();
+      assert.equal(mx.messages.length, 0, "nothing yet");
+      now += hour + 1000;
+      await run();
+      await run(); // a second run in the same step sends nothing more
+      assert.equal(mx.messages.length, 1, "one warning for the first step");
+      let f = fields(mx.messages[0]!.data);
+      assert.ok(f.includes("Action: delayed"));
+      assert.ok(f.includes("Final-Recipient: rfc822; late@example.test"));
+      assert.ok(!f.includes("Final-Recipient: rfc822; never@example.test"), "NOTIFY=FAILURE: no warning");
+      assert.ok(f.some((l) => l.startsWith("Will-Retry-Until: ")));
+      assert.match(
+        mx.messages[0]!.data,
+        /collect/i,
+        "explains that the recipient's server collects on demand",
+      );
+      now += 2 * hour;
+      await run();
+      const notice = mx.messages.find((m) => m.rcpts[0] === "owner@phone.test");
+      assert.ok(notice, "the customer was told mail is waiting");
+      assert.match(notice.data, /Subject: Mail for example\.test is waiting to be collected/);
+      assert.match(notice.mail, /^MAIL FROM:<>/);
+      now += 1.5 * hour; // 4.5 h: the second step; the notice was 1.5 h ago, within its 2 h period
+      await run();
+      assert.equal(
+        mx.messages.filter((m) => m.rcpts[0] === "sender@remote.test").length,
+        2,
+        "the second step",
+      );
+      assert.equal(
+        mx.messages.filter((m) => m.rcpts[0] === "owner@phone.test").length,
+        1,
+        "one notice per period",
+      );
+      now += 24 * hour;
+      await run();
+      const expiry = mx.messages.find((m) => fields(m.data).includes("Status: 4.4.7"));
+      assert.ok(expiry, "the expiry DSN");
+      f = fields(expiry.data);
+      assert.ok(f.includes("Action: failed") && f.includes("Status: 4.4.7"), expiry.data);
+      assert.equal(f.filter((l) => l.startsWith("Final-Recipient:")).length, 2, "one DSN covers both");
+      assert.ok(queueIsEmpty(relay), "expired mail leaves the queue after its DSN");
+    } finally {
+      await relay.stop();
+      await dns.close();
+      await mx.close();
+    }
+  });
+});
+
+describe("a DSN stored by Postfix's smtp-sink", { skip: hasSmtpSink() ? false : "smtp-sink missing" }, () => {
+  it("smtp-sink -d receives the DSN as the sender's MX and stores it intact", async () => {
+    const dir = tempDir("odmr-dsn-sink-");
+    chmodSync(dir, 0o777); // smtp-sink drops to "nobody" when started as root
+    const sink = await startSmtpSink(["-d", join(dir, "%M.")]);
+    const dns = await startFakeDns({
+      "remote.test": { mx: [{ preference: 10, exchange: "mx.remote.test" }] },
+      "mx.remote.test": { a: ["127.0.0.1"] },
+    });
+    const relay = await startTestRelay({
+      config: { smarthost: null, dnsServers: [dns.server], outboundMxPort: sink.port },
+    }, ODMR_SEED);
+    try {
+      await receive(relay, "sender@remote.test", ["bad@example.test"]);
+      await collect(relay, () => "550 5.1.1 gone");
+      await sink.waitForMessages(1);
+      let files: string[] = [];
+      for (let i = 0; i < 100 && files.length === 0; i++) {
+        files = readdirSync(dir);
+        if (files.length === 0) await new Promise((r) => setTimeout(r, 20));
+      }
+      const dump = readFileSync(join(dir, files[0]!), "utf8");
+      assert.match(dump, /^X-Mail-Args: <>/m);
+      assert.match(dump, /^X-Rcpt-Args: <sender@remote\.test>/m);
+      // Parsed back by Python's email package: a multipart/report with the three parts.
+      const message = dump.slice(dump.indexOf("\n", dump.lastIndexOf("X-Rcpt-Args:")) + 1);
+      const py = spawnSync("python3", ["-c", PARSE], { input: message, encoding: "utf8" });
+      assert.equal(py.status, 0, py.stderr);
+      assert.deepEqual(JSON.parse(py.stdout), {
+        type: "multipart/report",
+        report: "delivery-status",
+        parts: ["text/plain", "message/delivery-status", "text/rfc822-headers"],
+        final: "rfc822; bad@example.test",
+      });
+      await waitFor(() => queueIsEmpty(relay), "the queue to empty");
+    } finally {
+      await relay.stop();
+      await dns.close();
+      await sink.stop();
+    }
+  });
+});
+
+const PARSE = `
+import email, json, sys
+m = email.message_from_string(sys.stdin.read())
+parts = m.get_payload()
+status = parts[1].get_payload()
+final = [b.get("Final-Recipient") for b in status if b.get("Final-Recipient")]
+print(json.dumps({"type": m.get_content_type(), "report": m.get_param("report-type"),
+  "parts": [p.get_content_type() for p in parts], "final": final[0]}))
+`;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, "127.0.0.8", () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
