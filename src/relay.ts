@@ -19,6 +19,7 @@ import { freeSpaceProbe, IntakeProtocol } from "./server/intake.ts";
 import { DomainLeases } from "./queue/leases.ts";
 import { startHousekeeping } from "./queue/housekeeping.ts";
 import { OutboundQueue } from "./queue/outbound_queue.ts";
+import { forwardPostmasterMail } from "./queue/postmaster.ts";
 import { Reporting } from "./queue/reporting.ts";
 import { ReportRouter, type Routed } from "./queue/report_router.ts";
 import { ReportStore } from "./queue/report_store.ts";
@@ -369,6 +370,11 @@ function startReporting(
       onDsn,
     },
     notices: { ...common, defaultAfterMs: config.domainNotifyAfter, lifetimeMs: config.queueLifetime },
+    forwardPostmaster: config.postmasterAddress === null ? null : () =>
+      forwardPostmasterMail(
+        { store, outbound: queue, lifetimeMs: config.dsnLifetime, logger: reportLogger },
+        config.postmasterAddress!,
+      ),
     onQueued: () => worker.kick(),
     logger: reportLogger,
   });

@@ -96,14 +96,17 @@ export const domainList: Command = {
 
 export const domainSet: Command = {
   name: "domain set",
-  summary: "Change a domain's queue lifetime, queue quota, accepted mailboxes or routing-syntax policy",
+  summary: "Change a domain's queue lifetime, quota, mailboxes, routing-syntax policy or waiting-mail notice",
   usage: "domain set DOMAIN [--retention DURATION|default] [--quota SIZE|none] " +
-    "[--mailboxes a,b,c | --catch-all] [--allow-routing-syntax yes|no] [--data-dir DIR]",
+    "[--mailboxes a,b,c | --catch-all] [--allow-routing-syntax yes|no] " +
+    "[--notify-address ADDR|none] [--notify-after 24h|default] [--data-dir DIR]",
   options: {
     ...DATA_OPTIONS,
     retention: { type: "string" },
     quota: { type: "string" },
     "allow-routing-syntax": { type: "string" },
+    "notify-address": { type: "string" },
+    "notify-after": { type: "string" },
     mailboxes: { type: "string" },
     "catch-all": { type: "boolean" },
   },
@@ -145,9 +148,30 @@ export const domainSet: Command = {
       }
       changes.allowRoutingSyntax = routing === "yes";
     }
+    const notify = v["notify-address"];
+    if (typeof notify === "string") {
+      // The customer's address outside the domain (e.g. a phone's mail): told when mail waits uncollected.
+      if (notify !== "none" && !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(notify)) {
+        throw new UsageError(
+          `${this.name}: --notify-address must be an address like owner@example.net, or "none"`,
+        );
+      }
+      changes.notifyAddress = notify === "none" ? null : notify;
+    }
+    const after = v["notify-after"];
+    if (typeof after === "string") {
+      const ms = after === "default" ? null : parseDuration(after);
+      if (after !== "default" && (ms === null || ms < 60_000)) {
+        throw new UsageError(
+          `${this.name}: --notify-after must be a duration of at least 1m (like 24h), or "default"`,
+        );
+      }
+      changes.notifyAfterMs = ms;
+    }
     if (Object.keys(changes).length === 0) {
       throw new UsageError(
-        `${this.name}: nothing to change (--retention, --quota, --mailboxes, --catch-all or --allow-routing-syntax)`,
+        `${this.name}: nothing to change (--retention, --quota, --mailboxes, --catch-all, ` +
+          "--allow-routing-syntax, --notify-address or --notify-after)",
       );
     }
     await withStore(args, io, (store) => {

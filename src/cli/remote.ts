@@ -141,7 +141,8 @@ export const statusCommand: Command = {
           q.oldestAgeSeconds === null ? "-" : formatAge(q.oldestAgeSeconds)
         }`,
         `failed (DSN being written): ${report.failed.recipients} recipient(s); ` +
-        `DSNs and notices pending: ${report.dsnsPending.total}`,
+        `DSNs and notices pending: ${report.dsnsPending.total}; ` +
+        `postmaster mailbox: ${report.postmaster.messages} message(s) (queue list shows them)`,
         "",
         table(
           ["DOMAIN", "ACCOUNT", "QUEUED", "BYTES", "OLDEST", "LAST ATRN", "HOLD"],

@@ -321,7 +321,7 @@ export const CONFIG_FIELDS = {
   ),
   smtpMinFreeSpace: size("256MiB", 0, "Free disk below which MAIL is refused with 452 4.3.1"),
   postmasterAddress: optionalText(
-    "Where a bare RCPT TO:<Postmaster> goes (an address in a hosted domain); unset: refused 550 5.1.1",
+    "The operator's address: bare RCPT TO:<Postmaster> goes there (unset: the relay's own postmaster mailbox)",
   ),
   smtpGreetingDelay: duration("0s", 0, "Pause before the 220 greeting to catch early talkers"),
 

@@ -116,6 +116,9 @@ function validateTogether(config: Config, origin: Record<ConfigKey, string>): vo
   if (config.smarthostUsername !== null && config.smarthost === null) {
     throw new ConfigError("smarthostUsername", origin.smarthostUsername, "credentials need a smarthost");
   }
+  if (config.dsnCopyToPostmaster && config.postmasterAddress === null) {
+    throw new ConfigError("dsnCopyToPostmaster", origin.dsnCopyToPostmaster, "needs postmasterAddress");
+  }
   if (config.smarthostCaFile !== null && !existsSync(config.smarthostCaFile)) {
     throw new ConfigError(
       "smarthostCaFile",

@@ -8,6 +8,7 @@
  */
 import type { OutboundQueue } from "../queue/outbound_queue.ts";
 import type { ReportStore } from "../queue/report_store.ts";
+import { postmasterMailboxCount } from "../queue/postmaster.ts";
 import type { QueueStore } from "../queue/store.ts";
 import type { ListenerInfo, RelayState } from "../relay_state.ts";
 
@@ -60,6 +61,8 @@ export interface StatusReport {
   };
   /** Mail that could not be delivered (or was relayed with NOTIFY=SUCCESS) whose DSN is not yet queued. */
   failed: { recipients: number; messages: number };
+  /** Messages in the relay's own postmaster mailbox (bare RCPT TO:<Postmaster>), until deleted. */
+  postmaster: { messages: number };
   /** DSNs, notices and postmaster copies waiting to go out (the outbound queue). */
   dsnsPending: { total: number; byKind: Record<string, number>; oldestAt: string | null };
   domains: DomainStatus[];
@@ -129,6 +132,7 @@ export function buildStatus(src: StatusSources, recentSessions = 10): StatusRepo
     },
     failed: src.reports?.pendingCounts() ?? { recipients: 0, messages: 0 },
     dsnsPending: outboundStatus(src.outbound),
+    postmaster: { messages: postmasterMailboxCount(store.database) },
     domains,
     recentAtrnSessions: store.recentAtrnSessions(recentSessions).map((s) => ({
       id: s.id,

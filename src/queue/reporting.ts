@@ -1,7 +1,7 @@
 /**
  * Runs the reporting jobs over the queue: the DSN step for failed and relayed recipients (soon after
- * something fails: `kick`), and on every housekeeping tick also the delay warnings and the notices to
- * customers. Whatever they queue for the internet is then handed to the outbound worker (`onQueued`).
+ * something fails: `kick`), and on every housekeeping tick also the delay warnings, the notices to
+ * customers and the forwarding of postmaster mail. Whatever they queue for the internet is then handed to the outbound worker (`onQueued`).
  *
  * @module
  */
@@ -19,6 +19,8 @@ export interface ReportingOptions {
   /** Null when `dsnDelayWarnings` is empty. */
   warnings: DelayWarningDeps | null;
   notices: WaitingNoticeDeps;
+  /** Moves the local postmaster mailbox to an outside postmasterAddress; null when there is none. */
+  forwardPostmaster: (() => number) | null;
   /** Something may have been put on the outbound queue. */
   onQueued: () => void;
   logger: Logger;
@@ -67,6 +69,7 @@ export class Reporting {
     try {
       if (this.#o.warnings) queued += sendDelayWarnings(this.#o.warnings);
       queued += sendWaitingNotices(this.#o.notices);
+      queued += this.#o.forwardPostmaster?.() ?? 0;
     } catch (error) {
       this.#o.logger.error("reporting failed", { error: String(error) });
     }

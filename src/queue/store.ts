@@ -48,6 +48,10 @@ export interface DomainInfo {
   quotaBytes: number | null;
   /** Local parts with `%`, `!` or `@` are accepted (off by default). */
   allowRoutingSyntax: boolean;
+  /** Where the customer is told that mail waits uncollected (null: nobody). */
+  notifyAddress: string | null;
+  /** After how long without an ATRN (null: the global domainNotifyAfter). */
+  notifyAfterMs: number | null;
   queuedRecipients: number;
   queuedBytes: number;
   createdAt: number;
@@ -448,6 +452,8 @@ export class QueueStore {
       retentionMs: d.retentionMs,
       quotaBytes: d.quotaBytes,
       allowRoutingSyntax: d.allowRoutingSyntax,
+      notifyAddress: d.notifyAddress,
+      notifyAfterMs: d.notifyAfterMs,
       queuedRecipients: d.queuedRecipients,
       queuedBytes: d.queuedBytes,
       createdAt: d.createdAt,
@@ -504,6 +510,8 @@ export class QueueStore {
       quotaBytes?: number | null;
       mailboxes?: string[] | null;
       allowRoutingSyntax?: boolean;
+      notifyAddress?: string | null;
+      notifyAfterMs?: number | null;
     },
   ): void {
     const domain = domainKeyOrThrow(name);
@@ -513,6 +521,8 @@ export class QueueStore {
       if (changes.retentionMs !== undefined) set.retentionMs = changes.retentionMs;
       if (changes.quotaBytes !== undefined) set.quotaBytes = changes.quotaBytes;
       if (changes.allowRoutingSyntax !== undefined) set.allowRoutingSyntax = changes.allowRoutingSyntax;
+      if (changes.notifyAddress !== undefined) set.notifyAddress = changes.notifyAddress;
+      if (changes.notifyAfterMs !== undefined) set.notifyAfterMs = changes.notifyAfterMs;
       if (changes.mailboxes !== undefined) {
         set.catchAll = changes.mailboxes === null;
         this.db.delete(domainMailboxes).where(eq(domainMailboxes.domain, domain)).run();

@@ -9,9 +9,9 @@
  *   a path without angle brackets is refused with 501 5.5.4.
  * - 8-bit data without BODY=8BITMIME is accepted and flagged (RFC 5321 2.4 allows either); the
  *   delivery side only sends it to customers that offer 8BITMIME.
- * - A bare `<Postmaster>` (no domain) goes to `postmasterAddress` when configured, else it is refused
- *   with 550 5.1.1 (this relay has no mailbox of its own); `postmaster@` every hosted domain is always
- *   accepted (RFC 5321 4.5.1).
+ * - A bare `<Postmaster>` (no domain) is always accepted (RFC 5321 4.5.1): it goes to
+ *   `postmasterAddress` when that is in a hosted domain, else into the relay's own postmaster mailbox
+ *   (src/queue/postmaster.ts); `postmaster@` every hosted domain is always accepted too.
  * - No AUTH and no ATRN here: both answer 502 and neither is advertised (RFC 5321 4.2.4).
  */
 import { statfsSync } from "node:fs";
@@ -30,6 +30,7 @@ import type { RelayState } from "../relay_state.ts";
 import { type Mailbox, parseMailFrom, parseRcptTo } from "../smtp/address.ts";
 import { DataReader, dataRejection } from "../smtp/data_reader.ts";
 import { buildEhloReply } from "../smtp/ehlo.ts";
+import { POSTMASTER_MAILBOX } from "../queue/postmaster.ts";
 import { canonicalDomain } from "../smtp/idna.ts";
 import { type MailParams, parseMailParams, parseRcptParams } from "../smtp/params.ts";
 import { buildReceivedHeader, ReceivedHeaderCounter, receivedProtocol } from "../smtp/received.ts";
@@ -262,13 +263,16 @@ export class IntakeProtocol implements Protocol {
         // RFC 5321 4.5.3.1.10: too many recipients is 452, and the client goes on with the rest later.
         throw this.#reject(C452TooManyRecipients, "too-many-recipients");
       }
-      // RFC 5321 4.5.1: `<Postmaster>` without a domain is this server's postmaster. The relay has
-      // no mailbox of its own, so it goes to postmasterAddress (in a hosted domain) when configured.
+      // RFC 5321 4.5.1: `<Postmaster>` without a domain is this server's postmaster and MUST be
+      // accepted. It goes to postmasterAddress when that is in a hosted domain; otherwise it is kept in
+      // the relay's own postmaster mailbox (src/queue/postmaster.ts forwards it to an outside
+      // postmasterAddress).
       const target = path.domain === ""
         ? this.#postmaster()
         : { address: path.address, domain: path.domainKey, localPart: path.localPart };
-      if (!target) throw this.#reject(C550UnknownRecipient, "bare-postmaster");
-      const verdict = this.#deps.store.recipientVerdict(target.domain, target.localPart, tx.params.size ?? 0);
+      const verdict = target.domain === POSTMASTER_MAILBOX
+        ? "accept"
+        : this.#deps.store.recipientVerdict(target.domain, target.localPart, tx.params.size ?? 0);
       if (verdict === "unknown-domain") throw this.#reject(C550RelayDenied, "relay-denied");
       if (verdict === "unknown-mailbox") throw this.#reject(C550UnknownRecipient, "unknown-mailbox");
       if (verdict === "over-quota") throw this.#reject(C452QuotaExceeded, "over-quota");
@@ -288,13 +292,15 @@ export class IntakeProtocol implements Protocol {
     }
   }
 
-  /** The configured postmaster mailbox, split for the recipient check; null when none. */
-  #postmaster(): { address: string; domain: string; localPart: string } | null {
+  /** Where a bare `<Postmaster>` goes: postmasterAddress in a hosted domain, else the local mailbox. */
+  #postmaster(): { address: string; domain: string; localPart: string } {
     const address = this.#deps.config.postmasterAddress;
     const at = address?.lastIndexOf("@") ?? -1;
     const domain = at > 0 ? canonicalDomain(address!.slice(at + 1)) : null;
-    if (!address || domain === null) return null;
-    return { address, domain, localPart: address.slice(0, at) };
+    if (address && domain !== null && this.#deps.store.hasDomain(domain)) {
+      return { address, domain, localPart: address.slice(0, at) };
+    }
+    return { address: "Postmaster", domain: POSTMASTER_MAILBOX, localPart: "Postmaster" };
   }
 
   #reject(reply: Reply, reason: string): SmtpError {

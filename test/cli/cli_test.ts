@@ -156,4 +156,47 @@ describe("cli domain set", () => {
     }
     assert.equal((await cli(["domain", "set", "nope.test", "--quota", "1MiB", "--data-dir", dir])).code, 1);
   });
+
+  test("routing syntax, the waiting-mail notice, and IDNA names", async () => {
+    const dir = tempDir();
+    await cli(["user", "add", "alice", "--password-stdin", "--data-dir", dir], "long enough secret");
+    assert.equal((await cli(["domain", "add", "böb.test", "--user", "alice", "--data-dir", dir])).code, 0);
+    const set = await cli([
+      "domain",
+      "set",
+      "XN--BB-FKA.test",
+      "--allow-routing-syntax",
+      "yes",
+      "--notify-address",
+      "owner@phone.example",
+      "--notify-after",
+      "12h",
+      "--data-dir",
+      dir,
+    ]);
+    assert.equal(set.code, 0, set.err);
+    const [d] = JSON.parse((await cli(["domain", "list", "--json", "--data-dir", dir])).out);
+    assert.deepEqual([d.name, d.allowRoutingSyntax, d.notifyAddress, d.notifyAfterMs], [
+      "xn--bb-fka.test",
+      true,
+      "owner@phone.example",
+      12 * 3_600_000,
+    ]);
+    for (
+      const bad of [["--allow-routing-syntax", "maybe"], ["--notify-address", "nobody"], [
+        "--notify-after",
+        "x",
+      ]]
+    ) {
+      assert.equal(
+        (await cli(["domain", "set", "böb.test", ...bad, "--data-dir", dir])).code,
+        2,
+        bad.join(" "),
+      );
+    }
+    assert.equal(
+      (await cli(["domain", "add", "\u212Ailo.test", "--user", "alice", "--data-dir", dir])).code,
+      2,
+    );
+  });
 });

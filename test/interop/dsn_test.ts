@@ -147,6 +147,25 @@ describe("DSNs to the sender's MX, found through DNS", () => {
     assert.ok(f.includes("Final-Recipient: rfc822; ok@example.test"));
   });
 
+  it("a local refusal (8-bit content to a customer without 8BITMIME) is reported as the relay's own", async () => {
+    const before = mx.messages.length;
+    await receive(
+      relay,
+      "sender@remote.test",
+      ["eight@example.test"],
+      "Subject: caf\u00e9\r\n\r\ncaf\u00e9\r\n",
+    );
+    const log = await collect(relay, () => "250 2.1.5 Ok", ["PIPELINING"]);
+    assert.equal(log.messages.length, 0, "never sent");
+    await waitFor(() => mx.messages.length === before + 1 && queueIsEmpty(relay), "the DSN");
+    const text = mx.messages.at(-1)!.data;
+    const f = fields(text);
+    assert.ok(f.includes("Status: 5.6.3"), text);
+    assert.ok(f.some((l) => l.startsWith("Diagnostic-Code: X-ODMR-Relay; 5.6.3")), text);
+    assert.ok(!f.some((l) => l.startsWith("Remote-MTA:")), "nobody else refused it");
+    assert.match(text, /8-bit/);
+  });
+
   it("an operator's bounce says so, and the message leaves the queue", async () => {
     const before = mx.messages.length;
     const id = enqueue(

@@ -1,7 +1,10 @@
-// RFC 5321 4.5.1: `RCPT TO:<Postmaster>` (no domain) must be accepted. The relay has no mailbox of
-// its own, so it is routed to `postmasterAddress` when that is configured.
+// RFC 5321 4.5.1: `RCPT TO:<Postmaster>` (no domain) must be accepted: it goes to `postmasterAddress`
+// when that is in a hosted domain, is forwarded through the outbound path when it is outside, and
+// otherwise waits in the relay's own postmaster mailbox, shown by /status and `queue list`.
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { startFakeDns } from "../support/fake_dns.ts";
+import { startFakeMx } from "../support/fake_mx.ts";
 import { startTestRelay } from "../support/relay.ts";
 import { runTranscript } from "../support/transcript.ts";
 import { allRecipients, lastMessageId, OPEN } from "./intake_helpers.ts";
@@ -35,5 +38,76 @@ test("bare <Postmaster> goes to postmasterAddress when it is configured", async 
     );
   } finally {
     await relay.stop();
+  }
+});
+
+test("without postmasterAddress, bare <Postmaster> waits in the local mailbox, shown by /status", async () => {
+  const relay = await startTestRelay({ odmr: false, http: true });
+  try {
+    await runTranscript(
+      relay.smtpPort,
+      `${OPEN}
+      > MAIL FROM:<a@remote.test>
+      < 250 *
+      > RCPT TO:<postmaster>
+      < 250 2.1.5 Ok
+      > DATA
+      < 354 *
+      > Subject: hello postmaster
+      > .
+      < 250 *
+      > QUIT
+      < 221 *
+    `,
+    );
+    const status = await (await fetch(`http://127.0.0.1:${relay.httpPort}/status`)).json();
+    assert.deepEqual(status.postmaster, { messages: 1 });
+    // It never expires: the housekeeping leaves it alone.
+    relay.relay.housekeeping.tick();
+    assert.equal(allRecipients(relay).filter((r) => r.domain === "").length, 1);
+  } finally {
+    await relay.stop();
+  }
+});
+
+test("an outside postmasterAddress: bare <Postmaster> mail is forwarded through the outbound path", async () => {
+  const mx = await startFakeMx({ host: "127.0.0.11", name: "mx.ops.test" });
+  const dns = await startFakeDns({
+    "ops.test": { mx: [{ preference: 5, exchange: "mx.ops.test" }] },
+    "mx.ops.test": { a: ["127.0.0.11"] },
+  });
+  const relay = await startTestRelay({
+    odmr: false,
+    flags: { postmasterAddress: "noc@ops.test" },
+    config: { smarthost: null, dnsServers: [dns.server], outboundMxPort: mx.port },
+  });
+  try {
+    await runTranscript(
+      relay.smtpPort,
+      `${OPEN}
+      > MAIL FROM:<a@remote.test>
+      < 250 *
+      > RCPT TO:<Postmaster>
+      < 250 2.1.5 Ok
+      > DATA
+      < 354 *
+      > Subject: abuse report
+      > .
+      < 250 *
+      > QUIT
+      < 221 *
+    `,
+    );
+    relay.relay.housekeeping.tick();
+    await relay.relay.outbound.worker.runDue();
+    assert.equal(mx.messages.length, 1);
+    assert.deepEqual(mx.messages[0]!.rcpts, ["noc@ops.test"]);
+    assert.match(mx.messages[0]!.mail, /^MAIL FROM:<a@remote\.test>/);
+    assert.match(mx.messages[0]!.data, /Subject: abuse report/);
+    assert.equal(allRecipients(relay).length, 0);
+  } finally {
+    await relay.stop();
+    await dns.close();
+    await mx.close();
   }
 });

@@ -244,7 +244,7 @@ describe("intake: normal flows", () => {
     );
   });
 
-  it("postmaster@ every hosted domain is accepted, also with a mailbox list; bare <Postmaster> is refused", async () => {
+  it("postmaster@ every hosted domain is accepted, also with a mailbox list; so is a bare <Postmaster>", async () => {
     await runTranscript(
       relay.smtpPort,
       `${OPEN}
@@ -257,7 +257,7 @@ describe("intake: normal flows", () => {
       > RCPT TO:<postmaster@other.test>
       < 250 2.1.5 Ok
       > RCPT TO:<Postmaster>
-      < 550 5.1.1 *
+      < 250 2.1.5 Ok
       > DATA
       < 354 *
       > Subject: pm
@@ -268,9 +268,16 @@ describe("intake: normal flows", () => {
     `,
     );
     const id = lastMessageId(relay);
+    // RFC 5321 4.5.1: the bare one MUST be accepted; without postmasterAddress it is kept in the
+    // relay's own postmaster mailbox (domain key "").
     assert.deepEqual(
-      allRecipients(relay).filter((r) => r.message_id === id).map((r) => r.address),
-      ["postmaster@example.test", "PostMaster@strict.test", "postmaster@other.test"],
+      allRecipients(relay).filter((r) => r.message_id === id).map((r) => [r.address, r.domain]),
+      [
+        ["postmaster@example.test", "example.test"],
+        ["PostMaster@strict.test", "strict.test"],
+        ["postmaster@other.test", "other.test"],
+        ["Postmaster", ""],
+      ],
     );
   });
 

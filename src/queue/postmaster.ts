@@ -1,0 +1,80 @@
+/**
+ * The relay's own postmaster mailbox. RFC 5321 4.5.1: a bare `RCPT TO:<Postmaster>` MUST be accepted.
+ * When `postmasterAddress` is in a hosted domain the intake routes it there (collected by ATRN like any
+ * mail). Otherwise the message is queued under the reserved domain key "" (no hosted domain can have it):
+ * it is listed by `queue list`, read with `queue show` and the HTTP API, counted on the status page,
+ * never expires, and stays until an operator deletes it. When `postmasterAddress` is outside the hosted
+ * domains, `forwardPostmasterMail` hands it to the outbound queue for that address.
+ *
+ * @module
+ */
+import type { Logger } from "../log/logger.ts";
+import { canonicalDomain } from "../smtp/idna.ts";
+import type { OpenDatabase } from "./db.ts";
+import type { OutboundQueue } from "./outbound_queue.ts";
+import { concat } from "./spool.ts";
+import type { QueueStore } from "./store.ts";
+
+/** The domain key of the local postmaster mailbox: empty, which no hosted domain can be. */
+export const POSTMASTER_MAILBOX = "";
+
+/** Largest postmaster message forwarded (it is copied whole into the outbound queue); larger stay here. */
+export const MAX_FORWARDED_BYTES = 10 * 1024 * 1024;
+
+/** Messages waiting in the local postmaster mailbox. */
+export function postmasterMailboxCount(open: OpenDatabase): number {
+  return (open.raw.prepare(
+    "SELECT COUNT(DISTINCT message_id) AS n FROM recipients WHERE domain = '' AND status = 'queued'",
+  ).get() as unknown as { n: number }).n;
+}
+
+/**
+ * Moves the local postmaster mailbox to the outbound queue, addressed to `address` (outside the hosted
+ * domains), each message in one transaction with its removal. Returns how many were moved.
+ */
+export function forwardPostmasterMail(
+  deps: { store: QueueStore; outbound: OutboundQueue; lifetimeMs: number; logger: Logger },
+  address: string,
+): number {
+  const at = address.lastIndexOf("@");
+  const domain = at > 0 ? canonicalDomain(address.slice(at + 1)) : null;
+  if (domain === null || deps.store.hasDomain(domain)) return 0;
+  const raw = deps.store.database.raw;
+  const rows = raw.prepare(
+    "SELECT r.id AS id, r.message_id AS messageId, m.mail_from AS mailFrom, m.size AS size, " +
+      "m.eight_bit AS eightBit, m.smtputf8 AS smtputf8 FROM recipients r JOIN messages m ON m.id = r.message_id " +
+      "WHERE r.domain = '' AND r.status = 'queued' ORDER BY r.id LIMIT 50",
+  ).all() as unknown as {
+    id: number;
+    messageId: number;
+    mailFrom: string;
+    size: number;
+    eightBit: number;
+    smtputf8: number;
+  }[];
+  let moved = 0;
+  for (const row of rows) {
+    if (row.size > MAX_FORWARDED_BYTES) continue;
+    const body = concat([...deps.store.readBody(row.messageId)]);
+    deps.store.transaction(() => {
+      deps.outbound.add({
+        kind: "postmaster",
+        mailFrom: row.mailFrom,
+        rcpt: address,
+        domain,
+        body,
+        eightBit: Boolean(row.eightBit),
+        smtputf8: Boolean(row.smtputf8),
+        lifetimeMs: deps.lifetimeMs,
+        aboutMessageId: row.messageId,
+      });
+      raw.prepare("DELETE FROM recipients WHERE id = ?").run(row.id);
+      raw.prepare(
+        "DELETE FROM messages WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM recipients WHERE message_id = ?1)",
+      ).run(row.messageId);
+    });
+    deps.logger.info("postmaster mail forwarded", { msgId: row.messageId, to: address });
+    moved++;
+  }
+  return moved;
+}
