@@ -336,7 +336,7 @@ function holdCommand(action: "hold" | "release"): Command {
       io.out(
         args.values.json
           ? JSON.stringify(result)
-          : `domain ${domain.toLowerCase()} ${action === "hold" ? "held" : "released"}`,
+          : `domain ${(result as { domain: string }).domain} ${action === "hold" ? "held" : "released"}`,
       );
       return 0;
     },

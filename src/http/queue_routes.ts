@@ -15,6 +15,7 @@ import { Hono } from "hono";
 import type { QueueStore } from "../queue/store.ts";
 import type { Logger } from "../log/logger.ts";
 import { isValidDomain } from "../smtp/domain.ts";
+import { canonicalDomain } from "../smtp/idna.ts";
 import { BadRequest, errorResponse } from "./errors.ts";
 
 /** Most rows one page of GET /queue returns (the store caps at the same number). */
@@ -44,9 +45,12 @@ function parseIntParam(raw: string | undefined, name: string, min: number, max: 
   return Number(raw);
 }
 
+/** A domain from the URL in the queue's canonical form (lower-case A-labels; look-alikes refused). */
 function parseDomain(raw: string): string {
-  const domain = raw.toLowerCase();
-  if (!isValidDomain(domain)) throw new BadRequest(`${JSON.stringify(raw)} is not a valid domain name`);
+  const domain = canonicalDomain(raw);
+  if (domain === null || !isValidDomain(domain)) {
+    throw new BadRequest(`${JSON.stringify(raw)} is not a valid domain name`);
+  }
   return domain;
 }
 

@@ -10,6 +10,7 @@
 
 import * as net from "node:net";
 import type * as tls from "node:tls";
+import { addressKey } from "./address_key.ts";
 import { describeBindError } from "./bind_errors.ts";
 import {
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
@@ -143,7 +144,7 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
       // A socket still in its TLS handshake takes a slot too, or anyone could hold unlimited half-open
       // handshakes before a limit applies. No 421 can be said before TLS is up, so an over-limit
       // handshake is simply closed.
-      const ip = normalizeAddress(socket.remoteAddress ?? "");
+      const ip = addressKey(normalizeAddress(socket.remoteAddress ?? ""));
       const taken = slots.take(ip, evictable, evict);
       if (typeof taken === "string") {
         socket.destroy();
@@ -186,7 +187,7 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
       return;
     }
     if (!slot) {
-      const taken = slots.take(info.remoteAddress, evictable, evict);
+      const taken = slots.take(addressKey(info.remoteAddress), evictable, evict);
       if (typeof taken === "string") {
         try {
           await options.onRejected?.(conn, taken, info);
@@ -279,7 +280,8 @@ interface Slot {
 }
 
 /**
- * Connection slots with a total and a per-IP cap. When the total is reached, a newcomer may take the
+ * Connection slots with a total and a per-address cap (an IPv6 /64 counts as one address, as one host
+ * usually owns a whole /64: src/net/address_key.ts). When the total is reached, a newcomer may take the
  * slot of the OLDEST evictable connection of the address that holds the MOST connections, provided
  * that address holds at least two more than the newcomer's: idle strangers flooding from a few
  * addresses then cannot keep a customer from a fresh address out, and a single flooder cannot churn

@@ -178,11 +178,6 @@ export class IntakeProtocol implements Protocol {
     return verb === "NOOP" || verb === "RSET" || verb === "VRFY" || verb === "HELP";
   }
 
-  protectedFromEviction(): boolean {
-    // A sender in the middle of a transaction keeps its slot; idle connections may make room.
-    return this.#tx !== null;
-  }
-
   allowsNonAscii(verb: string): boolean {
     // RFC 6531 3.3: UTF-8 addresses in MAIL and RCPT once SMTPUTF8 is advertised (after EHLO).
     return this.#ehlo && (verb === "MAIL" || verb === "RCPT");
@@ -298,7 +293,9 @@ export class IntakeProtocol implements Protocol {
     const at = address?.lastIndexOf("@") ?? -1;
     const domain = at > 0 ? canonicalDomain(address!.slice(at + 1)) : null;
     if (address && domain !== null && this.#deps.store.hasDomain(domain)) {
-      return { address, domain, localPart: address.slice(0, at) };
+      // The A-label form: a U-label would make an ASCII message need SMTPUTF8 (RFC 6531 3.2).
+      const localPart = address.slice(0, at);
+      return { address: `${localPart}@${domain}`, domain, localPart };
     }
     return { address: "Postmaster", domain: POSTMASTER_MAILBOX, localPart: "Postmaster" };
   }

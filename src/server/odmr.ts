@@ -7,7 +7,8 @@
  * - CRAM-MD5 (RFC 2195) is always offered: it is mandatory in RFC 2645 and the only mechanism
  *   fetchmail speaks. PLAIN and LOGIN are offered only under TLS unless configured otherwise.
  * - Unknown user, disabled account and wrong secret all get the same `535 5.7.8` after the same
- *   work (a dummy CRAM-MD5 check / dummy scrypt hash), with a growing delay per IP and account.
+ *   work (a dummy CRAM-MD5 check / dummy scrypt hash), after a delay that grows with the recent failures
+ *   of the address and of the name (src/server/sasl/auth_throttle.ts, docs/security.md).
  * - ATRN for a domain the account does not own (or that does not exist) refuses the WHOLE request
  *   with the same `450 4.7.1 ATRN request refused` whatever the reason (no enumeration).
  * - A domain already being delivered in another session: `451 4.3.0 Unable to process ATRN request
@@ -243,16 +244,14 @@ export class OdmrProtocol implements Protocol {
         return this.#challenge(LOGIN_USERNAME_PROMPT, (userLine) => {
           const user = parseLoginResponse(userLine, "username");
           if (!user.ok) {
-            return user.reason === "bad-base64"
-              ? { reply: C501BadBase64 }
-              : this.#failed(null, null, "malformed");
+            return user.reason === "bad-base64" ? { reply: C501BadBase64 } : this.#failed(null, "malformed");
           }
           return this.#challenge(LOGIN_PASSWORD_PROMPT, (passLine) => {
             const pass = parseLoginResponse(passLine, "password");
             if (!pass.ok) {
               return pass.reason === "bad-base64"
                 ? { reply: C501BadBase64 }
-                : this.#failed(user.value, null, "malformed");
+                : this.#failed(user.value, "malformed");
             }
             return this.#checkPassword(user.value, pass.value);
           });
@@ -273,55 +272,57 @@ export class OdmrProtocol implements Protocol {
   async #cramResponse(challenge: string, line: string): Promise<HandlerResult> {
     const response = parseCramMd5Response(line);
     if (!response.ok) {
-      return response.reason === "bad-base64"
-        ? { reply: C501BadBase64 }
-        : await this.#failed(null, null, "malformed");
+      return response.reason === "bad-base64" ? { reply: C501BadBase64 } : this.#failed(null, "malformed");
     }
-    const account = this.#deps.store.findAccount(response.username);
-    // Same work for unknown users: verify against a secret that matches nothing.
-    const ok = verifyCramMd5(
-      account?.cramMd5Secret ?? this.#deps.dummyCramSecret,
-      challenge,
-      response.digest,
-    );
-    const refusal = this.#refusal(account, ok);
-    if (refusal) return await this.#failed(response.username, account, refusal);
-    return this.#succeeded(account!, "CRAM-MD5");
+    return await this.#verify(response.username, "CRAM-MD5", (account) =>
+      // Same work for unknown users: verify against a secret that matches nothing.
+      verifyCramMd5(account?.cramMd5Secret ?? this.#deps.dummyCramSecret, challenge, response.digest));
   }
 
-  async #plainResponse(line: string): Promise<HandlerResult> {
+  #plainResponse(line: string): HandlerResult | Promise<HandlerResult> {
     const credentials = parsePlainResponse(line);
     if (!credentials.ok) {
-      return credentials.reason === "bad-base64"
-        ? { reply: C501BadBase64 }
-        : await this.#failed(null, null, "malformed");
+      return credentials.reason === "bad-base64" ? { reply: C501BadBase64 } : this.#failed(null, "malformed");
     }
     return this.#checkPassword(credentials.authcid, credentials.password);
   }
 
-  async #checkPassword(username: string, password: string): Promise<HandlerResult> {
-    const account = this.#deps.store.findAccount(username);
-    const ok = await verifyPassword(
-      account?.passwordHash ?? this.#deps.dummyPasswordHash,
-      ENCODER.encode(password),
+  #checkPassword(username: string, password: string): Promise<HandlerResult> {
+    return this.#verify(
+      username,
+      "PLAIN",
+      (account) =>
+        verifyPassword(account?.passwordHash ?? this.#deps.dummyPasswordHash, ENCODER.encode(password)),
     );
-    const refusal = this.#refusal(account, ok);
-    if (refusal) return await this.#failed(username, account, refusal);
-    return this.#succeeded(account!, "PLAIN");
   }
 
   /**
-   * Why a verified attempt is refused, or null to accept. An account locked for THIS address by its
-   * recent failures refuses even the right secret, with the SAME 535 and delay as a wrong one, so the
-   * lock never tells a guesser that a guess was right; the owner elsewhere is not affected
-   * (docs/security.md).
+   * Checks a response naming `username` (docs/security.md). In this order: an address over its budget
+   * is refused before anything is checked (again here, because challenges can be fetched in parallel);
+   * the delay earned by recent failures is waited BEFORE verifying, so a right and a wrong secret wait
+   * alike and hanging up early gains nothing; a (name, address) pair that is locked is refused without
+   * checking the secret, counted like a wrong one (no oracle). Unknown user, disabled account, wrong
+   * secret and lock all get the same `535 5.7.8` after the same work.
    */
-  #refusal(account: Account | null, secretOk: boolean): string | null {
-    if (!account) return "unknown-user";
-    if (!secretOk) return "bad-secret";
-    if (account.disabled) return "disabled";
-    if (this.#deps.throttle.isLocked(account.username, this.#conn.remoteAddress)) return "account-locked";
-    return null;
+  async #verify(
+    username: string,
+    mechanism: string,
+    check: (account: Account | null) => boolean | Promise<boolean>,
+  ): Promise<HandlerResult> {
+    const { throttle, state } = this.#deps;
+    const ip = this.#conn.remoteAddress;
+    if (throttle.isBlocked(ip)) {
+      state.authFailures.inc("ip-blocked");
+      return { reply: C454AuthTemporaryFailure };
+    }
+    const delay = throttle.delayMsFor(ip, username);
+    if (delay > 0) await (this.#deps.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms))))(delay);
+    if (throttle.isLocked(username, ip)) return this.#failed(username, "locked", delay);
+    const account = this.#deps.store.findAccount(username);
+    const ok = await check(account);
+    const refusal = !account ? "unknown-user" : !ok ? "bad-secret" : account.disabled ? "disabled" : null;
+    if (refusal) return this.#failed(username, refusal, delay);
+    return this.#succeeded(account!, mechanism);
   }
 
   #succeeded(account: Account, mechanism: string): HandlerResult {
@@ -331,24 +332,13 @@ export class OdmrProtocol implements Protocol {
     return { reply: C235AuthSucceeded };
   }
 
-  /**
-   * A failed AUTH: `typed` is the name the client gave (for the log), `account` the account it named
-   * when one exists. Only an existing account's counters move: a name that matches nothing counts
-   * against the IP alone, so it can never slow down or lock a real account.
-   */
-  async #failed(typed: string | null, account: Account | null, reason: string): Promise<HandlerResult> {
+  /** A failed AUTH naming `username` (null: none could be read): counted, logged, `535` or `421`. */
+  #failed(username: string | null, reason: string, delayedMs = 0): HandlerResult {
     const { throttle, state, logger } = this.#deps;
-    const ip = this.#conn.remoteAddress;
-    const key = account?.username;
-    const delay = throttle.delayMsFor(ip, key);
-    // A right secret refused only because of the lock is not counted again: the owner retrying
-    // must not keep that address locked.
-    if (reason !== "account-locked") throttle.recordFailure(ip, key);
+    throttle.recordFailure(this.#conn.remoteAddress, username ?? undefined);
     this.#authFailures++;
     state.authFailures.inc(reason);
-    logger.info("authentication failed", { user: typed ?? undefined, reason, delayMs: delay });
-    // A growing delay slows guessing (PROTOCOL 7 #14); the reply is the same for every reason.
-    if (delay > 0) await (this.#deps.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms))))(delay);
+    logger.info("authentication failed", { user: username ?? undefined, reason, delayMs: delayedMs });
     if (throttle.shouldDisconnect(this.#authFailures)) {
       return { reply: C421TooManyErrors(this.#deps.config.hostname), effect: { kind: "close" } };
     }
@@ -399,12 +389,18 @@ export class OdmrProtocol implements Protocol {
       });
     };
     const record = (outcome: "no-mail" | "refused" | "busy", reply: Reply, detail: string) => {
-      if (outcome === "no-mail") {
-        // The usual answer to a poll: remembered as the domains' last poll, not as a history row.
-        state.atrnSessions.inc(outcome);
-        store.recordPoll(account.id, domains, this.#conn.remoteAddress, this.#now());
-      } else save({ delivered: 0, deferred: 0, failed: 0, outcome, detail });
-      logger.info("atrn", { user: account.username, domains: domains.join(","), outcome, code: reply.code });
+      // Only sessions that turned become history rows: a poll that found no mail is remembered as the
+      // domains' last poll, and refused or busy polls only in the log and the metrics, so a customer
+      // polling hard cannot grow the database (docs/security.md).
+      state.atrnSessions.inc(outcome);
+      if (outcome === "no-mail") store.recordPoll(account.id, domains, this.#conn.remoteAddress, this.#now());
+      logger.info("atrn", {
+        user: account.username,
+        domains: domains.slice(0, 10).join(",") + (domains.length > 10 ? ",..." : ""),
+        outcome,
+        code: reply.code,
+        detail,
+      });
       return { reply };
     };
     // RFC 2645 5.2.1: one domain the identity may not access refuses the WHOLE request, and the

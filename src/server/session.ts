@@ -91,7 +91,10 @@ export interface Protocol {
   allowsNonAscii?(verb: string): boolean;
   /** False until the client has authenticated (ODMR): the pre-AUTH deadline applies until then. */
   authenticated?(): boolean;
-  /** True while the session must not be closed to make room for others (authenticated, open transaction). */
+  /**
+   * True while the session must not be closed to make room for others (authenticated). A session in
+   * DATA is always protected; an open transaction is not, or holding MAIL would pin a slot.
+   */
   protectedFromEviction?(): boolean;
 }
 
@@ -170,7 +173,7 @@ export class SessionLoop {
 
   /**
    * True when the listener may close this session to make room for a newcomer: not receiving a
-   * message, not authenticated, no transaction open (the protocol decides the last two).
+   * message, and not protected by the protocol (an authenticated ODMR customer).
    */
   get evictable(): boolean {
     return !this.#inData && !(this.#ctx.protocol.protectedFromEviction?.() ?? false);

@@ -396,6 +396,27 @@ describe("domain hold and release", () => {
       /valid/,
     );
   });
+
+  test("domain names are compared in A-label form; look-alikes are refused", async () => {
+    const s = seed();
+    s.store.addDomain("böb.test", "alice");
+    const app = appFor(s, { token: TOKEN });
+    const held = await app.request(`/domains/${encodeURIComponent("böb.test")}/hold`, {
+      method: "POST",
+      headers: BEARER,
+    });
+    assert.deepEqual(await json(held), { domain: "xn--bb-fka.test", hold: true });
+    // The Kelvin sign would fold to "k" with toLowerCase: it is not a U-label, so it is refused.
+    s.store.addDomain("kilo.test", "alice");
+    await expectError(
+      await app.request(`/domains/${encodeURIComponent("\u212Ailo.test")}/hold`, {
+        method: "POST",
+        headers: BEARER,
+      }),
+      400,
+      /valid/,
+    );
+  });
 });
 
 describe("everything else", () => {

@@ -111,3 +111,33 @@ test("an outside postmasterAddress: bare <Postmaster> mail is forwarded through 
     await mx.close();
   }
 });
+
+test("a U-label postmasterAddress is stored in A-label form (an ASCII message must not need SMTPUTF8)", async () => {
+  const relay = await startTestRelay({ odmr: false, flags: { postmasterAddress: "pm@böb.test" } }, [
+    { username: "bob", password: "bob-secret", domains: ["xn--bb-fka.test"] },
+  ]);
+  try {
+    await runTranscript(
+      relay.smtpPort,
+      `${OPEN}
+      > MAIL FROM:<a@remote.test>
+      < 250 *
+      > RCPT TO:<Postmaster>
+      < 250 2.1.5 Ok
+      > DATA
+      < 354 *
+      > Subject: x
+      > .
+      < 250 *
+      > QUIT
+      < 221 *
+    `,
+    );
+    assert.deepEqual(
+      allRecipients(relay).map((r) => [r.address, r.domain]),
+      [["pm@xn--bb-fka.test", "xn--bb-fka.test"]],
+    );
+  } finally {
+    await relay.stop();
+  }
+});

@@ -729,7 +729,7 @@ describe("intake: internationalized domains (IDNA)", () => {
 });
 
 describe("intake: listener full of idle connections", () => {
-  it("an idle stranger's connection makes room for a sender from another address", async () => {
+  it("an idle stranger's connection makes room for a sender from another address, even one holding MAIL", async () => {
     const { connect } = await import("node:net");
     const relay = await startTestRelay({
       odmr: false,
@@ -741,6 +741,11 @@ describe("intake: listener full of idle connections", () => {
         const s = connect({ host: "127.0.0.1", port: relay.smtpPort, localAddress: "127.0.40.1" });
         s.on("error", () => {});
         sockets.push(s);
+        await new Promise((r) => s.once("data", r));
+        // An open transaction does not pin the slot (only a message in DATA does).
+        s.write("EHLO flood.test\r\n");
+        await new Promise((r) => s.once("data", r));
+        s.write("MAIL FROM:<x@flood.test>\r\n");
         await new Promise((r) => s.once("data", r));
       }
       const peer = await TranscriptPeer.connect(relay.smtpPort, { localAddress: "127.0.40.2" });

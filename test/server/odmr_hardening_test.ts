@@ -112,9 +112,71 @@ describe("AUTH throttling", () => {
     assert.match(await attempt(relay.odmrPort, "127.0.13.2", "alice", "alice-secret"), /^235 /);
   });
 
+  it("challenges fetched in parallel cannot overrun the per-IP budget (checked again at verification)", async () => {
+    const ip = "127.0.15.1";
+    for (let i = 0; i < 9; i++) {
+      assert.match(await attempt(relay.odmrPort, ip, "alice", `nope-${i}`), /^535 /);
+    }
+    const peers = await Promise.all(
+      Array.from({ length: 8 }, () => openOdmr(relay.odmrPort, { localAddress: ip })),
+    );
+    try {
+      const challenges = await Promise.all(peers.map(async (p) => {
+        await p.sendLine("AUTH CRAM-MD5");
+        return (await p.readLine()) ?? "";
+      }));
+      assert.ok(challenges.every((c) => c.startsWith("334 ")), "all were given a challenge");
+      const replies: string[] = [];
+      for (const [i, p] of peers.entries()) {
+        await p.sendLine(cramResponse(challenges[i]!.slice(4), "dave", `spray-${i}`));
+        replies.push((await p.readLine()) ?? "");
+      }
+      assert.equal(replies.filter((r) => r.startsWith("535 ")).length, 1, replies.join("\n"));
+      assert.ok(replies.slice(1).every((r) => r.startsWith("454 4.7.0 ")), replies.join("\n"));
+    } finally {
+      for (const p of peers) p.close();
+    }
+  });
+
+  it("a locked pair answers and counts the right secret exactly like a wrong one (no oracle)", async () => {
+    const outcomes: string[] = [];
+    for (const [ip, last] of [["127.0.16.1", "wrong-again"], ["127.0.16.2", "alice-secret"]] as const) {
+      for (let i = 0; i < 5; i++) await attempt(relay.odmrPort, ip, "alice", `nope-${i}`);
+      assert.match(await attempt(relay.odmrPort, ip, "alice", last), /^535 5\.7\.8 /);
+      // Both were counted: four more failures reach the IP limit of 10 alike.
+      for (let i = 0; i < 4; i++) await attempt(relay.odmrPort, ip, "dave", `x-${i}`);
+      outcomes.push(await attempt(relay.odmrPort, ip, "alice", "alice-secret"));
+    }
+    assert.deepEqual(outcomes.map((o) => o.slice(0, 3)), ["454", "454"]);
+  });
+
   it("usernames match exactly everywhere: ALICE is not alice", async () => {
     assert.match(await attempt(relay.odmrPort, "127.0.14.1", "ALICE", "alice-secret"), /^535 /);
     assert.match(await attempt(relay.odmrPort, "127.0.14.1", "alice", "alice-secret"), /^235 /);
+  });
+});
+
+describe("AUTH delays come before verification", () => {
+  it("a right secret waits like a wrong one, and unknown names wait like real ones", async () => {
+    const relay = await startOdmrRelay({ authThrottle: { baseDelayMs: 300, maxDelayMs: 600 } });
+    try {
+      for (const name of ["dave", "zed"]) {
+        for (let i = 0; i < 2; i++) await attempt(relay.odmrPort, `127.0.17.${i + 1}`, name, "wrong");
+      }
+      const timed = async (ip: string, name: string, secret: string) => {
+        const started = Date.now();
+        const reply = await attempt(relay.odmrPort, ip, name, secret);
+        return { reply, ms: Date.now() - started };
+      };
+      // Two failures naming each: the next attempt with that name waits 600 ms from any address.
+      const right = await timed("127.0.17.9", "dave", "dave-secret");
+      assert.match(right.reply, /^235 /);
+      assert.ok(right.ms >= 550, `the owner waited ${right.ms} ms too: hanging up early gains nothing`);
+      const unknown = await timed("127.0.17.10", "zed", "x");
+      assert.ok(unknown.ms >= 550, `an unknown name waits alike (${unknown.ms} ms)`);
+    } finally {
+      await relay.stop();
+    }
   });
 });
 
@@ -201,6 +263,21 @@ describe("pre-authentication starvation", () => {
       customer?.close();
       for (const s of sockets) s.destroy();
       await small.stop();
+    }
+  });
+});
+
+describe("TLS handshake time limit", () => {
+  it("tlsHandshakeTimeout closes a half-open implicit-TLS handshake", async () => {
+    const relay = await startOdmrRelay({ cert: makeTestCert(), config: { tlsHandshakeTimeout: 300 } });
+    try {
+      const [socket] = await idleConnections(relay.odmrsPort, "127.0.31.1", 1, true);
+      const started = Date.now();
+      await new Promise<void>((resolve) => socket!.once("close", () => resolve()));
+      const waited = Date.now() - started;
+      assert.ok(waited < 3000, `closed after ${waited} ms`);
+    } finally {
+      await relay.stop();
     }
   });
 });

@@ -1,38 +1,37 @@
 /**
- * Authentication failure tracking: growing delays, per-IP blocks and per-(account, IP) locks. Pure and
+ * Authentication failure tracking: growing delays, per-IP blocks and per-(name, IP) locks. Pure and
  * clock-injected, so tests never sleep.
  *
  * The policy, and why (docs/security.md):
- * - **Per IP:** failures from one IP (an IPv6 /64) within the window count towards `maxFailuresPerIp`
- *   whatever else that IP does; at the limit AUTH from it answers `454 4.7.0`. A success clears only the
- *   successful account's own failures from that IP, so logging into one's own account between rounds of
- *   guesses does not reset the budget for guessing at others (password spraying).
- * - **Per (account, IP):** `maxFailuresPerAccountIp` failures against one EXISTING account from one IP
- *   lock that pair: the right secret from there gets the same `535 5.7.8` as a wrong one (no oracle).
- *   The owner connecting from any other address is not affected: nobody without the secret can lock a
- *   customer out of collecting mail (RFC 4954 4 only asks servers to slow guessing down).
- * - **Per account, from anywhere:** failures against one existing account make every further failed
- *   attempt on it wait longer (`baseDelayMs`, doubling, up to `maxDelayMs`), which slows a distributed
- *   guesser; it never refuses a correct secret.
- * - Accounts are identified by the caller with the canonical key of an account that EXISTS (its id or
- *   exact username). A name that matches no account counts only against the IP, so failures naming
- *   `DAVE` can never touch the real `dave`.
+ * - **Per IP** (an IPv6 /64): failures from one address within the window count towards
+ *   `maxFailuresPerIp`; at the limit AUTH from it answers `454 4.7.0`, checked both when AUTH starts and
+ *   again just before a response is verified (so challenges fetched in parallel cannot overrun it). A
+ *   success clears only the successful name's own failures from that address: failures against other
+ *   names keep counting, so logging into one's own account between rounds of guesses gains nothing.
+ * - **Per (name, IP)**: `maxFailuresPerAccountIp` failures naming one user from one address lock that
+ *   pair: from there the secret is no longer even checked, and the answer is the same `535 5.7.8` as a
+ *   wrong secret, recorded the same way (no oracle). The owner connecting from any other address is not
+ *   affected: nobody without the secret can lock a customer out (RFC 4954 4 only asks servers to slow
+ *   guessing down).
+ * - **Per name, from anywhere**: failures naming a user make every further attempt with that name wait
+ *   longer (`baseDelayMs`, doubling, up to `maxDelayMs`) BEFORE its response is verified, right or wrong,
+ *   which slows a guesser spread over many addresses and cannot be skipped by hanging up early.
+ * - Names are the exact typed username, whether or not such an account exists: usernames are matched
+ *   exactly everywhere, so failures naming `DAVE` never touch `dave`, and an unknown name waits and
+ *   counts exactly like a real one (no oracle for which accounts exist).
  *
- * How the server uses the verdicts:
- * - before answering a failed AUTH with `535 5.7.8`, wait {@link AuthThrottle.delayMsFor};
- * - {@link AuthThrottle.isBlocked} at AUTH time: `454 4.7.0`;
- * - {@link AuthThrottle.isLocked} for a verified secret: the same `535 5.7.8` as a wrong secret;
- * - {@link AuthThrottle.shouldDisconnect} with the session's failure count: `421 4.7.0` and close;
- *   RFC 4954 4 says not before 3 failures, which the option enforces.
- *
- * Windows are sliding: each failure's timestamp counts until `windowMs` after it happened. Memory is
- * bounded: at most `maxTrackedKeys` keys in each map, least recently touched evicted first, and at most a
- * fixed number of timestamps per key.
+ * Windows are sliding: each failure counts until `windowMs` after it happened. Memory is bounded: at most
+ * `maxTrackedKeys` keys in each map, least recently touched evicted first, and a fixed number of
+ * failures per key.
  *
  * @module
  */
 
 import type { Clock } from "../../clock.ts";
+import { addressKey } from "../../net/address_key.ts";
+
+/** Kept for callers that name it after the throttle; see `addressKey`. */
+export const throttleKeyForIp: (ip: string) => string = addressKey;
 
 /** Tunables; every field has a default. */
 export interface AuthThrottleOptions {
@@ -40,7 +39,7 @@ export interface AuthThrottleOptions {
   readonly windowMs?: number;
   /** Failures from one IP (or IPv6 /64) within the window that block it (default 10). */
   readonly maxFailuresPerIp?: number;
-  /** Failures against one account from one IP within the window that lock that pair (default 5). */
+  /** Failures naming one user from one IP within the window that lock that pair (default 5). */
   readonly maxFailuresPerAccountIp?: number;
   /** Delay after the first failure, in ms; doubles with each further one (default 1000). */
   readonly baseDelayMs?: number;
@@ -66,34 +65,10 @@ export const DEFAULT_AUTH_THROTTLE_OPTIONS: Required<AuthThrottleOptions> = {
 // RFC 4954 4: "SHOULD NOT" drop before three failed attempts.
 const MIN_SESSION_FAILURES = 3;
 
-/**
- * Reduce an address to the unit an attacker controls: IPv4 as is (IPv4-mapped IPv6 unwrapped), IPv6 to its
- * /64 prefix, because one host usually owns a whole /64 and could otherwise rotate addresses freely.
- * Anything unparseable is returned lower-cased, unchanged.
- */
-export function throttleKeyForIp(ip: string): string {
-  let addr = ip.trim().toLowerCase();
-  if (addr.startsWith("[") && addr.endsWith("]")) addr = addr.slice(1, -1);
-  const zone = addr.indexOf("%");
-  if (zone >= 0) addr = addr.slice(0, zone);
-  if (!addr.includes(":")) return addr;
-  const mapped = /^(?:0{0,4}:){0,4}:?(?:0{0,4}:)?ffff:(\d{1,3}(?:\.\d{1,3}){3})$/.exec(addr);
-  if (mapped) return mapped[1]!;
-  const halves = addr.split("::");
-  if (halves.length > 2) return addr;
-  const head = halves[0] ? halves[0].split(":") : [];
-  const tail = halves.length === 2 && halves[1] ? halves[1].split(":") : [];
-  const missing = 8 - head.length - tail.length;
-  if (missing < 0 || (halves.length === 1 && missing !== 0)) return addr;
-  const groups = [...head, ...new Array<string>(missing).fill("0"), ...tail];
-  if (!groups.every((g) => /^[0-9a-f]{1,4}$/.test(g))) return addr;
-  return groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, "")).join(":") + "::/64";
-}
-
-/** One failure: when, and against which existing account (null: no such account or none named). */
+/** One failure: when, and the name it gave (null: no name, a malformed response). */
 interface Failure {
   at: number;
-  account: string | null;
+  name: string | null;
 }
 
 /** Failure tracker; one instance per process, shared by all listeners. */
@@ -104,7 +79,7 @@ export class AuthThrottle {
   // Insertion order doubles as recency order: touching a key re-inserts it at the end.
   readonly #ips = new Map<string, Failure[]>();
   readonly #pairs = new Map<string, Failure[]>();
-  readonly #accounts = new Map<string, Failure[]>();
+  readonly #names = new Map<string, Failure[]>();
 
   /** Create a tracker reading time from `clock`. Throws `RangeError` on nonsensical options. */
   constructor(clock: Clock, options: AuthThrottleOptions = {}) {
@@ -118,11 +93,12 @@ export class AuthThrottle {
     if (o.maxTrackedKeys < 1) throw new RangeError("Auth throttle option maxTrackedKeys must be >= 1");
     o.sessionFailuresBeforeDisconnect = Math.max(MIN_SESSION_FAILURES, o.sessionFailuresBeforeDisconnect);
     this.#opts = o;
-    // Enough timestamps to reach every limit and the delay cap; more would never change a verdict.
+    // Room for every limit, the delay cap, and verifications already under way when a limit was
+    // reached (a few times the limit): nothing that counts is ever pushed out by newer failures.
     const stepsToCap = o.baseDelayMs > 0
       ? Math.ceil(Math.log2(Math.max(1, o.maxDelayMs / o.baseDelayMs))) + 1
       : 1;
-    this.#maxStamps = Math.max(o.maxFailuresPerIp, o.maxFailuresPerAccountIp, stepsToCap, 1);
+    this.#maxStamps = Math.max(4 * o.maxFailuresPerIp, 4 * o.maxFailuresPerAccountIp, stepsToCap, 1);
   }
 
   /** Effective options (defaults filled in). */
@@ -130,46 +106,42 @@ export class AuthThrottle {
     return this.#opts;
   }
 
-  /**
-   * Record a failed AUTH from `ip`. `account` is the key of an EXISTING account the client named
-   * (undefined when the name matched none): only then does the failure count against that account.
-   */
-  recordFailure(ip: string, account?: string): void {
-    const now = this.#clock.now();
-    const failure: Failure = { at: now, account: account || null };
-    this.#push(this.#ips, throttleKeyForIp(ip), failure);
-    if (failure.account !== null) {
-      this.#push(this.#pairs, pairKey(failure.account, ip), failure);
-      this.#push(this.#accounts, failure.account, failure);
+  /** Record a failed AUTH from `ip` that named the user `name` (undefined: no name could be read). */
+  recordFailure(ip: string, name?: string): void {
+    const failure: Failure = { at: this.#clock.now(), name: name || null };
+    this.#push(this.#ips, addressKey(ip), failure);
+    if (failure.name !== null) {
+      this.#push(this.#pairs, pairKey(failure.name, ip), failure);
+      this.#push(this.#names, failure.name, failure);
     }
   }
 
   /**
-   * Record a successful AUTH for `account` from `ip`: forget that account's own failures from that IP (a
-   * customer who mistyped once is not slowed later). Failures from the IP against OTHER accounts keep
-   * counting, and so does the account's counter from other IPs.
+   * Record a successful AUTH as `name` from `ip`: forget that name's own failures from that IP (a
+   * customer who mistyped once is not slowed later). Failures from the IP naming OTHER users keep
+   * counting, and so does the name's counter from other IPs.
    */
-  recordSuccess(ip: string, account: string): void {
-    const ipKey = throttleKeyForIp(ip);
-    this.#pairs.delete(pairKey(account, ip));
-    const rest = this.#live(this.#ips, ipKey)?.filter((f) => f.account !== account) ?? [];
+  recordSuccess(ip: string, name: string): void {
+    const ipKey = addressKey(ip);
+    this.#pairs.delete(pairKey(name, ip));
+    const rest = this.#live(this.#ips, ipKey)?.filter((f) => f.name !== name) ?? [];
     if (rest.length === 0) this.#ips.delete(ipKey);
     else this.#ips.set(ipKey, rest);
   }
 
   /** Failures from `ip` (its /64 for IPv6) within the window. */
   ipFailures(ip: string): number {
-    return this.#count(this.#ips, throttleKeyForIp(ip));
+    return this.#count(this.#ips, addressKey(ip));
   }
 
-  /** Failures against `account` from anywhere within the window. */
-  accountFailures(account: string): number {
-    return this.#count(this.#accounts, account);
+  /** Failures naming `name` from anywhere within the window. */
+  accountFailures(name: string): number {
+    return this.#count(this.#names, name);
   }
 
-  /** Failures against `account` from `ip` within the window. */
-  accountIpFailures(account: string, ip: string): number {
-    return this.#count(this.#pairs, pairKey(account, ip));
+  /** Failures naming `name` from `ip` within the window. */
+  accountIpFailures(name: string, ip: string): number {
+    return this.#count(this.#pairs, pairKey(name, ip));
   }
 
   /** True when `ip` has reached `maxFailuresPerIp`: refuse AUTH with `454 4.7.0`. */
@@ -178,19 +150,19 @@ export class AuthThrottle {
     return limit > 0 && this.ipFailures(ip) >= limit;
   }
 
-  /** True when `account` from `ip` has reached `maxFailuresPerAccountIp`: refuse even a correct secret. */
-  isLocked(account: string, ip: string): boolean {
+  /** True when `name` from `ip` has reached `maxFailuresPerAccountIp`: do not even check the secret. */
+  isLocked(name: string, ip: string): boolean {
     const limit = this.#opts.maxFailuresPerAccountIp;
-    return limit > 0 && this.accountIpFailures(account, ip) >= limit;
+    return limit > 0 && this.accountIpFailures(name, ip) >= limit;
   }
 
   /**
-   * How long to wait before answering a failed AUTH from `ip` (for the existing `account`): 0 with no
-   * recent failures, then `baseDelayMs`, doubling per failure up to `maxDelayMs`, using the larger of the
-   * IP's and the account's counters.
+   * How long to wait before verifying an AUTH response from `ip` naming `name`: 0 with no recent
+   * failures, then `baseDelayMs`, doubling per failure up to `maxDelayMs`, using the larger of the IP's
+   * and the name's counters.
    */
-  delayMsFor(ip: string, account?: string): number {
-    const n = Math.max(this.ipFailures(ip), account ? this.accountFailures(account) : 0);
+  delayMsFor(ip: string, name?: string): number {
+    const n = Math.max(this.ipFailures(ip), name ? this.accountFailures(name) : 0);
     if (n === 0) return 0;
     // 2 ** 52 overflows nothing but is already far past any cap; clamp the exponent to stay exact.
     return Math.min(this.#opts.maxDelayMs, this.#opts.baseDelayMs * 2 ** Math.min(n - 1, 52));
@@ -204,7 +176,7 @@ export class AuthThrottle {
   /** Drop every key whose failures have all expired. Optional: lookups prune lazily anyway. */
   prune(): void {
     const cutoff = this.#clock.now() - this.#opts.windowMs;
-    for (const map of [this.#ips, this.#pairs, this.#accounts]) {
+    for (const map of [this.#ips, this.#pairs, this.#names]) {
       for (const [key, stamps] of map) {
         if (stamps.length === 0 || stamps[stamps.length - 1]!.at <= cutoff) map.delete(key);
       }
@@ -214,7 +186,7 @@ export class AuthThrottle {
   /** Number of keys with failures inside the window (for metrics and tests). */
   get size(): { ips: number; accounts: number; pairs: number } {
     this.prune();
-    return { ips: this.#ips.size, accounts: this.#accounts.size, pairs: this.#pairs.size };
+    return { ips: this.#ips.size, accounts: this.#names.size, pairs: this.#pairs.size };
   }
 
   #push(map: Map<string, Failure[]>, key: string, failure: Failure): void {
@@ -250,7 +222,7 @@ export class AuthThrottle {
   }
 }
 
-// An account key never contains NUL (usernames are printable ASCII), so the pair key is unambiguous.
-function pairKey(account: string, ip: string): string {
-  return `${account}\0${throttleKeyForIp(ip)}`;
+// A username never contains NUL (usernames are printable ASCII), so the pair key is unambiguous.
+function pairKey(name: string, ip: string): string {
+  return `${name}\0${addressKey(ip)}`;
 }
