@@ -19,7 +19,7 @@ import { freeSpaceProbe, IntakeProtocol } from "./server/intake.ts";
 import { DomainLeases } from "./queue/leases.ts";
 import { startHousekeeping } from "./queue/housekeeping.ts";
 import { OutboundQueue } from "./queue/outbound_queue.ts";
-import { forwardPostmasterMail } from "./queue/postmaster.ts";
+import { bounceForwarded, forwardPostmasterMail } from "./queue/postmaster.ts";
 import { Reporting } from "./queue/reporting.ts";
 import { ReportRouter, type Routed } from "./queue/report_router.ts";
 import { ReportStore } from "./queue/report_store.ts";
@@ -45,7 +45,7 @@ export interface Relay {
   /** The DSN step, delay warnings and notices (tests run them at once instead of waiting a tick). */
   reporting: Reporting;
   /** Expiry, then the reporting jobs: one round now with `tick()` (tests move the clock, then tick). */
-  housekeeping: { tick(): void };
+  housekeeping: { tick(): Promise<void> };
   /** What the relay sends to the internet itself, and its worker. */
   outbound: { queue: OutboundQueue; worker: OutboundWorker };
   /** Graceful stop; resolves when everything is closed. */
@@ -64,6 +64,7 @@ export interface RelayOptions {
 export async function startRelay(config: Config, logger: Logger, options: RelayOptions = {}): Promise<Relay> {
   const clock = options.clock ?? systemClock;
   const { store, staleSpoolFiles } = openServingStore(config.dataDir, clock);
+  store.postmasterQuotaBytes = config.postmasterMailboxQuota;
   if (staleSpoolFiles > 0) {
     logger.warn("removed spool files of unfinished messages", { count: staleSpoolFiles });
   }
@@ -79,11 +80,13 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
     }
     : null;
   const { reporting, outbound } = startReporting(config, store, state, logger, clock);
+  const leases = new DomainLeases(() => clock.now());
   const housekeeping = startHousekeeping(store, {
     lifetimeMs: config.queueLifetime,
     logger,
     clock,
     afterTick: () => reporting.runAll(),
+    busyDomains: () => leases.busyDomains(),
   });
   const stopAll = async () => {
     state.shuttingDown = true;
@@ -165,7 +168,6 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
         bound: true,
       });
     }
-    const leases = new DomainLeases();
     const throttle = new AuthThrottle(systemClock, {
       windowMs: config.authFailureWindow,
       maxFailuresPerIp: config.authMaxFailuresPerIp,
@@ -262,6 +264,7 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
         reports: new ReportStore(store.database),
         outbound: outbound.queue,
         onBounced: () => reporting.kick(),
+        busyDomains: () => leases.busyDomains(),
         now: () => clock.now(),
         token: config.httpToken,
         listenerIsLoopback: isLoopback(config.httpListen.host),
@@ -343,9 +346,16 @@ function startReporting(
     concurrency: config.outboundConcurrency,
     clock,
     logger: logger.child({ component: "outbound" }),
-    onResult: (row, outcome) => {
+    onResult: (row, outcome, answer) => {
       state.outbound.inc(outcome);
       if (row.kind === "dsn" && outcome === "delivered") state.dsnsSent++;
+      if (outcome === "dropped") {
+        try {
+          bounceForwarded({ store, router, hostname: config.hostname, clock, logger }, row, answer);
+        } catch (error) {
+          logger.error("bouncing a failed postmaster forward failed", { error: String(error) });
+        }
+      }
     },
   });
   const onDsn = (kind: "failure" | "relayed" | "delay", route: Routed) => {

@@ -151,10 +151,26 @@ export const domainSet: Command = {
     const notify = v["notify-address"];
     if (typeof notify === "string") {
       // The customer's address outside the domain (e.g. a phone's mail): told when mail waits uncollected.
-      if (notify !== "none" && !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(notify)) {
-        throw new UsageError(
-          `${this.name}: --notify-address must be an address like owner@example.net, or "none"`,
+      if (notify !== "none") {
+        const at = notify.lastIndexOf("@");
+        const notifyDomain = at > 0 ? canonicalDomain(notify.slice(at + 1)) : null;
+        // RFC 5321 4.1.2: a Dot-string local part (no quoting: this address is typed by an operator).
+        const localOk = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$/.test(
+          notify.slice(0, at),
         );
+        if (
+          notifyDomain === null || !isValidDomain(notifyDomain) || !notifyDomain.includes(".") || !localOk
+        ) {
+          throw new UsageError(
+            `${this.name}: --notify-address must be an address like owner@example.net, or "none"`,
+          );
+        }
+        // Mail to the domain itself would wait in the very queue nobody collects.
+        if (notifyDomain === domain) {
+          throw new UsageError(
+            `${this.name}: --notify-address must be outside ${domain}: it would never be collected`,
+          );
+        }
       }
       changes.notifyAddress = notify === "none" ? null : notify;
     }

@@ -315,7 +315,9 @@ export const queueBounce: Command = {
     io.out(
       args.values.json
         ? JSON.stringify(result)
-        : `message ${id}: ${result.bounced} recipient(s) bounced; DSN ${result.dsn}`,
+        : `message ${id}: ${result.bounced} recipient(s) bounced; ${
+          result.dsn === "queued" ? "DSN queued" : `no DSN (${result.dsn.replace(/^none: /, "")})`
+        }`,
     );
     return 0;
   },

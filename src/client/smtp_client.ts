@@ -77,6 +77,8 @@ const BODY_WRITE_SLICE = 64 * 1024;
 const TERMINATOR_LENGTH = 3;
 /** Longest reply text kept on a recipient row. */
 const MAX_RECORDED_TEXT = 500;
+/** Longest reply recorded whole for a DSN (a reply is at most 100 lines of 512 octets here). */
+const MAX_RECORDED_REPLY = 8000;
 
 /** Per-command client timeouts in milliseconds (RFC 5321 4.5.3.2). */
 export interface ClientTimeouts {
@@ -382,7 +384,13 @@ export class SmtpClient {
   async sendMessage(message: DeliverableMessage, openBody: BodyOpener): Promise<MessageResult> {
     const outcomes = new Map<number, RecipientOutcome>();
     const set: SetOutcome = (r, result, code, text, local) => {
-      outcomes.set(r.id, { id: r.id, result, code, text: clip(text), ...(local ? { local } : {}) });
+      outcomes.set(r.id, {
+        id: r.id,
+        result,
+        code,
+        text: clip(text, MAX_RECORDED_REPLY),
+        ...(local ? { local } : {}),
+      });
     };
     let abort: DeliveryAbort | null = this.abortedWith ?? this.#externalAbort;
     if (abort === null) {
@@ -422,6 +430,18 @@ export class SmtpClient {
    * Sends QUIT and waits (command timeout) for the 221, then closes the connection (RFC 5321 4.1.1.10).
    * Errors are ignored: every message's outcome has been recorded already.
    */
+  /**
+   * NOOP (RFC 5321 4.1.1.9): keeps a waiting session and the customer's own connections alive. Throws
+   * a DeliveryAbort (connection closed) when the customer does not answer 2xx.
+   */
+  async noop(): Promise<void> {
+    const reply = await this.#guard("NOOP", () => this.#command("NOOP", this.#timeouts.commandMs, "NOOP"));
+    if (reply.code < 200 || reply.code >= 300) {
+      await this.#politeQuit();
+      throw this.#fail(new DeliveryAbort("refused", `4.3.2 Customer refused NOOP: ${describeReply(reply)}`));
+    }
+  }
+
   async quit(): Promise<void> {
     if (this.usable) await this.#politeQuit();
     await this.#closeQuietly();
@@ -442,7 +462,7 @@ export class SmtpClient {
           r,
           "failed",
           Code554LocalFailure,
-          `5.3.4 Message size ${message.size} exceeds the customer's limit ${limit}`,
+          `5.3.4 Message size ${message.size} exceeds the receiving server's limit ${limit}`,
           true,
         );
       }
@@ -455,7 +475,7 @@ export class SmtpClient {
           r,
           "failed",
           Code554LocalFailure,
-          "5.6.3 Message has 8-bit content and the customer lacks 8BITMIME",
+          "5.6.3 Message has 8-bit content and the receiving server lacks 8BITMIME",
           true,
         );
       }
@@ -471,7 +491,7 @@ export class SmtpClient {
           r,
           "failed",
           Code554LocalFailure,
-          "5.6.7 Message needs SMTPUTF8 and the customer does not offer it",
+          "5.6.7 Message needs SMTPUTF8 and the receiving server does not offer it",
           true,
         );
       } else {
@@ -622,7 +642,7 @@ export class SmtpClient {
       }
     });
     const deferRetries = () => {
-      for (const { r, reply } of retry) set(r, "deferred", reply.code, describeReply(reply));
+      for (const { r, reply } of retry) set(r, "deferred", reply.code, recordReply(reply));
     };
 
     if (accepted.length === 0) {
@@ -669,9 +689,9 @@ export class SmtpClient {
     positiveMeansDelivered = false,
   ): void {
     const cls = Math.floor(reply.code / 100);
-    if (cls === 2 && positiveMeansDelivered) set(r, "delivered", reply.code, describeReply(reply));
-    else if (cls === 5) set(r, "failed", reply.code, describeReply(reply));
-    else set(r, "deferred", reply.code, describeReply(reply));
+    if (cls === 2 && positiveMeansDelivered) set(r, "delivered", reply.code, recordReply(reply));
+    else if (cls === 5) set(r, "failed", reply.code, recordReply(reply));
+    else set(r, "deferred", reply.code, recordReply(reply));
   }
 
   /**
@@ -871,8 +891,18 @@ export function describeReply(reply: ParsedReply): string {
   return clip(parts.join(" "));
 }
 
-function clip(text: string): string {
-  return text.length > MAX_RECORDED_TEXT ? `${text.slice(0, MAX_RECORDED_TEXT - 3)}...` : text;
+function clip(text: string, max = MAX_RECORDED_TEXT): string {
+  return text.length > max ? `${text.slice(0, max - 3)}...` : text;
+}
+
+/**
+ * The reply as recorded on a recipient for its DSN: code and enhanced code, then each line's text, one
+ * per line (`550 5.1.1 first\nsecond`), so the DSN can quote it as the customer sent it (RFC 3464
+ * 2.3.6). Clipped only far beyond any real reply.
+ */
+export function recordReply(reply: ParsedReply): string {
+  const head = [String(reply.code), reply.enhanced].filter((p) => p !== undefined).join(" ");
+  return clip(`${head} ${reply.lines.join("\n")}`.trimEnd(), MAX_RECORDED_REPLY);
 }
 
 /**

@@ -323,6 +323,11 @@ export const CONFIG_FIELDS = {
   postmasterAddress: optionalText(
     "The operator's address: bare RCPT TO:<Postmaster> goes there (unset: the relay's own postmaster mailbox)",
   ),
+  postmasterMailboxQuota: size(
+    "100MiB",
+    0,
+    "Most bytes the relay's own postmaster mailbox holds; more get 452 4.2.2 until an operator deletes some",
+  ),
   smtpGreetingDelay: duration("0s", 0, "Pause before the 220 greeting to catch early talkers"),
 
   // ODMR (port 366) and ATRN

@@ -70,6 +70,8 @@ export interface DsnInput {
   maxFullBytes?: number;
   /** Largest returned header section; default {@link DEFAULT_MAX_HEADER_BYTES}. */
   maxHeaderBytes?: number;
+  /** RET=FULL returns an 8-bit original as headers only, so the DSN is 7-bit (no 8BITMIME needed). */
+  fullOnlyIfSevenBit?: boolean;
 }
 
 /** A composed DSN and how to send it. */
@@ -127,6 +129,7 @@ export function composeDsn(input: DsnInput): ComposedDsn {
     full: anyFailed && message.ret?.toUpperCase() === "FULL",
     maxFullBytes,
     maxHeaderBytes: input.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES,
+    fullOnlyIfSevenBit: input.fullOnlyIfSevenBit ?? false,
   });
 
   // RFC 6533 4: a global report when something it must show is not ASCII.

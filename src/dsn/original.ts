@@ -23,6 +23,11 @@ export interface ReadOriginalOptions {
   maxFullBytes: number;
   /** Most octets of header section returned; a longer one is cut at a line end. */
   maxHeaderBytes: number;
+  /**
+   * Return the whole message only when it is 7-bit, so the DSN needs no 8BITMIME from the server that
+   * takes it (a message/rfc822 part cannot be re-encoded, RFC 2046 5.2.1). Default false.
+   */
+  fullOnlyIfSevenBit?: boolean;
 }
 
 /** What goes into the third part. */
@@ -117,7 +122,8 @@ export function readOriginal(chunks: Iterable<Uint8Array>, options: ReadOriginal
   if (whole !== null) {
     const bytes = concat(whole);
     const scan = scanMimeData(bytes);
-    if (!scan.needsEncoding) return { kind: "full", bytes, ...scan, truncated: false };
+    const sevenBitNeeded = options.fullOnlyIfSevenBit === true && scan.eightBit;
+    if (!scan.needsEncoding && !sevenBitNeeded) return { kind: "full", bytes, ...scan, truncated: false };
     fallback = "unsafe";
   }
 

@@ -48,6 +48,8 @@ export interface AppDeps {
   outbound?: OutboundQueue;
   /** An operator bounced a message: run the DSN step. */
   onBounced?: () => void;
+  /** Domains being delivered right now: their mail cannot be bounced until the session ends. */
+  busyDomains?: () => readonly string[];
 }
 
 /** Builds the HTTP API. */
@@ -98,6 +100,9 @@ export function createApp(deps: AppDeps): Hono {
   app.use("/queue", admin);
   app.use("/queue/*", admin);
   app.use("/domains/*", admin);
-  app.route("/", queueRoutes(deps.store, deps.logger, deps.onBounced));
+  app.route(
+    "/",
+    queueRoutes(deps.store, deps.logger, { onBounced: deps.onBounced, busyDomains: deps.busyDomains }),
+  );
   return app;
 }

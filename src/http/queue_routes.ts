@@ -106,7 +106,15 @@ function hasControlCharacter(text: string): boolean {
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 /** Builds the administration routes (mounted behind requireAdmin). */
-export function queueRoutes(store: QueueStore, logger: Logger, onBounced?: () => void): Hono {
+/** What the queue routes are told about the rest of the relay. */
+export interface QueueRouteHooks {
+  /** An operator bounced a message: run the DSN step. */
+  onBounced?: (() => void) | undefined;
+  /** Domains being delivered right now. */
+  busyDomains?: (() => readonly string[]) | undefined;
+}
+
+export function queueRoutes(store: QueueStore, logger: Logger, hooks: QueueRouteHooks = {}): Hono {
   const app = new Hono();
 
   app.get("/queue", (c) => {
@@ -224,14 +232,34 @@ export function queueRoutes(store: QueueStore, logger: Logger, onBounced?: () =>
         reason = given.trim();
       }
     }
-    if (!store.getMessage(id)) return errorResponse(c, 404, `No message ${id}`);
+    const message = store.getMessage(id);
+    if (!message) return errorResponse(c, 404, `No message ${id}`);
+    const queued = message.recipients.filter((r) => r.status === "queued");
+    // The customer may be accepting this very message now: bouncing it too would report a delivered
+    // recipient as failed.
+    const busy = new Set(hooks.busyDomains?.() ?? []);
+    if (queued.some((r) => busy.has(r.domain))) {
+      return errorResponse(
+        c,
+        409,
+        `Message ${id} is being delivered right now; try again when the session ends`,
+      );
+    }
     const bounced = store.bounceMessage(id, reason);
     if (bounced === 0) return errorResponse(c, 409, `Message ${id} has no queued recipients to bounce`);
     logger.info("message bounced by operator", { id, recipients: bounced });
     // The recipients are failed now; the DSN step reports them to the sender (and says that an
-    // operator returned the message) and removes them, right after this reply.
-    onBounced?.();
-    return c.json({ id, bounced, reason, dsn: "queued" });
+    // operator returned the message) and removes them, right after this reply. Say honestly when no
+    // DSN is due (RFC 3461 4.1, RFC 5321 6.1).
+    hooks.onBounced?.();
+    const dsn = message.mailFrom === ""
+      ? "none: null sender"
+      : queued.every((r) =>
+          /(^|,)NEVER(,|$)/i.test(r.notify ?? "") || (r.notify !== null && !/FAILURE/i.test(r.notify))
+        )
+      ? "none: NOTIFY"
+      : "queued";
+    return c.json({ id, bounced, reason, dsn });
   });
 
   for (const [action, hold] of [["hold", true], ["release", false]] as const) {

@@ -22,6 +22,7 @@
  * @module
  */
 
+import { runtimeInfo } from "../runtime/runtime.ts";
 import { promises as dnsPromises } from "node:dns";
 import { domainToASCII } from "node:url";
 import { isIpv4Address, isIpv6Address, isValidDomain } from "../smtp/domain.ts";
@@ -61,6 +62,11 @@ export type MxResult =
 
 /** Options of {@linkcode resolveMx}. */
 export interface MxResolverOptions {
+  /**
+   * "Not found" may also mean a failing DNS server, so it is temporary, not permanent. Default: true on
+   * Deno, whose resolver reports SERVFAIL and REFUSED as ENOTFOUND like NXDOMAIN (measured).
+   */
+  notFoundIsAmbiguous?: boolean;
   /**
    * DNS servers to ask instead of the system's, as `Resolver.setServers()` takes them: `"192.0.2.53"`,
    * `"127.0.0.1:5353"`, `"[2001:db8::53]:53"`. Tests point this at a loopback fake server.
@@ -138,6 +144,11 @@ async function resolveWith(
     const own = await addressesOf(resolver, deadline, domain, maxAddresses);
     if (own.ok) return { kind: "hosts", hosts: [{ name: domain, addresses: own.addresses, preference: 0 }] };
     if (own.notFound) {
+      // Deno reports SERVFAIL and REFUSED as ENOTFOUND too, so there "not found" may be a broken
+      // resolver: retry (dsnLifetime ends it) rather than give up on a DSN that could still go out.
+      if (options.notFoundIsAmbiguous ?? runtimeInfo().name === "deno") {
+        return temporary(`4.4.3 Domain ${domain}: no MX and no address records found (or DNS failing)`);
+      }
       return permanent(`5.4.4 Domain ${domain} has no MX and no address records`);
     }
     return temporary(`4.4.3 Address lookup for ${domain} failed: ${own.detail}`);
@@ -167,6 +178,9 @@ async function resolveWith(
   // RFC 5321 5.1: MX records exist but none is usable; that is an error, never an implicit-MX fallback.
   if (trouble !== null) {
     return temporary(`4.4.3 Address lookup for the MX hosts of ${domain} failed: ${trouble}`);
+  }
+  if (options.notFoundIsAmbiguous ?? runtimeInfo().name === "deno") {
+    return temporary(`4.4.3 No address found for the MX hosts of ${domain} (or DNS failing)`);
   }
   return permanent(`5.4.4 No MX host of ${domain} has an address record`);
 }

@@ -25,6 +25,10 @@ export const MAX_RETRY_MS = 4 * 3_600_000;
 /** Longest sleep between two looks at the queue when nothing is due sooner. */
 const IDLE_LOOK_MS = 60_000;
 
+/** Answers that mean the smarthost will refuse every message now: credentials or TLS (src/outbound/dial.ts). */
+const SMARTHOST_TROUBLE =
+  /refused AUTH|Not sending credentials|offers no AUTH mechanism|does not offer (AUTH|STARTTLS)/;
+
 /** The wait before attempt number `attempts + 1`, after `attempts` failed ones. */
 export function retryDelayMs(attempts: number): number {
   return Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** Math.min(Math.max(attempts - 1, 0), 20));
@@ -46,8 +50,12 @@ export interface OutboundWorkerOptions {
   concurrency: number;
   clock: Clock;
   logger: Logger;
-  /** Told when a row is delivered, dropped or deferred (metrics). */
-  onResult?: (row: OutboundRow, outcome: "delivered" | "dropped" | "deferred") => void;
+  /** Told when a row is delivered, dropped or deferred, with the last answer (metrics, bounces). */
+  onResult?: (
+    row: OutboundRow,
+    outcome: "delivered" | "dropped" | "deferred",
+    answer: { code: number; text: string; remoteMta: string | null },
+  ) => void;
   sender?: Sender;
 }
 
@@ -58,6 +66,10 @@ export class OutboundWorker {
   readonly #stop = new AbortController();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #looking = false;
+  /** After the smarthost refused our credentials (or TLS), nothing is tried before this time. */
+  #pausedUntil = 0;
+  /** After such a pause one row probes the smarthost; the others wait for it to succeed. */
+  #probing = false;
 
   constructor(options: OutboundWorkerOptions) {
     this.#o = options;
@@ -91,8 +103,8 @@ export class OutboundWorker {
     if (this.#looking || this.#stop.signal.aborted) return;
     this.#looking = true;
     try {
-      const room = this.#o.concurrency - this.#inFlight.size;
-      if (room > 0) {
+      const room = (this.#probing ? 1 : this.#o.concurrency) - this.#inFlight.size;
+      if (room > 0 && this.#o.clock.now() >= this.#pausedUntil) {
         const rows = this.#o.queue.due(room + this.#inFlight.size).filter((r) => !this.#inFlight.has(r.id));
         for (const row of rows.slice(0, room)) {
           const attempt = this.#attempt(row).finally(() => {
@@ -117,9 +129,8 @@ export class OutboundWorker {
     try {
       next = this.#o.queue.nextDueAt();
     } catch { /* the next look will log it */ }
-    const wait = next === null
-      ? IDLE_LOOK_MS
-      : Math.min(IDLE_LOOK_MS, Math.max(0, next - this.#o.clock.now()));
+    const due = next === null ? null : Math.max(next, this.#pausedUntil);
+    const wait = due === null ? IDLE_LOOK_MS : Math.min(IDLE_LOOK_MS, Math.max(0, due - this.#o.clock.now()));
     // Rows being sent are "due" too; their end kicks the worker, so no busy loop here.
     this.#timer = setTimeout(() => this.#look(), this.#inFlight.size > 0 ? Math.max(wait, 1000) : wait);
     (this.#timer as { unref?: () => void }).unref?.();
@@ -156,29 +167,36 @@ export class OutboundWorker {
     };
     try {
       if (outcome.result === "delivered") {
+        this.#probing = false;
         transaction(() => queue.remove(row.id));
         log.info("outbound delivered", fields);
-        this.#o.onResult?.(row, "delivered");
+        this.#o.onResult?.(row, "delivered", outcome);
       } else if (outcome.result === "failed") {
         transaction(() => queue.remove(row.id));
         // Never a DSN about a DSN: a bounce that bounces is only logged.
         log.warn("outbound dropped: permanent failure", fields);
-        this.#o.onResult?.(row, "dropped");
+        this.#o.onResult?.(row, "dropped", outcome);
       } else if (this.#stop.signal.aborted) {
         // Shutdown cancelled it: not an attempt that counts; it goes again after the restart.
       } else if (clock.now() >= row.expiresAt) {
         transaction(() => queue.remove(row.id));
         log.warn("outbound dropped: lifetime over", { ...fields, attempts: row.attempts + 1 });
-        this.#o.onResult?.(row, "dropped");
+        this.#o.onResult?.(row, "dropped", outcome);
       } else {
         const next = clock.now() + retryDelayMs(row.attempts + 1);
+        // The same refusal awaits every row at this smarthost: one failed login per backoff, not one
+        // per queued DSN (a storm of bad logins gets the relay's address banned).
+        if (SMARTHOST_TROUBLE.test(outcome.text)) {
+          this.#pausedUntil = Math.max(this.#pausedUntil, next);
+          this.#probing = true;
+        }
         transaction(() => queue.defer(row.id, Math.min(next, row.expiresAt), outcome.text));
         log.info("outbound deferred", {
           ...fields,
           attempts: row.attempts + 1,
           retryAt: new Date(next).toISOString(),
         });
-        this.#o.onResult?.(row, "deferred");
+        this.#o.onResult?.(row, "deferred", outcome);
       }
     } catch (error) {
       // The row stays as it was and is tried again: a duplicate at worst, never a loss.

@@ -40,27 +40,42 @@ export interface BounceDeps {
 /** Messages handled per call; the caller calls again while there is more. */
 const BATCH = 50;
 
-/** Reports what is pending (at most one batch of messages); returns how many messages were handled. */
+/**
+ * Reports what is pending (at most one batch of messages) in ONE transaction (one fsync), each message
+ * in its own savepoint so a failing one stays pending alone; returns how many messages were looked at.
+ */
 export function reportPendingDsns(deps: BounceDeps): number {
   const ids = deps.reports.pendingMessageIds(BATCH);
-  for (const id of ids) {
-    try {
-      reportMessage(deps, id);
-    } catch (error) {
-      // This message stays pending and is tried again on the next run; the others go on.
-      deps.logger.error("DSN step failed", { msgId: id, error: String(error) });
+  if (ids.length === 0) return 0;
+  const raw = deps.store.database.raw;
+  const logs: (() => void)[] = [];
+  deps.store.transaction(() => {
+    for (const id of ids) {
+      raw.exec("SAVEPOINT dsn_one");
+      try {
+        logs.push(reportMessage(deps, id));
+        raw.exec("RELEASE dsn_one");
+      } catch (error) {
+        raw.exec("ROLLBACK TO dsn_one");
+        raw.exec("RELEASE dsn_one");
+        // This message stays pending and is tried again on the next run; the others go on.
+        deps.logger.error("DSN step failed", { msgId: id, error: String(error) });
+      }
     }
-  }
+  });
+  // Logged and counted only once the commit has made them true.
+  for (const log of logs) log();
   return ids.length;
 }
 
-function reportMessage(deps: BounceDeps, messageId: number): void {
-  const { store, reports, logger } = deps;
+/** Queues one message's DSN and removes what it reports (inside the caller's transaction). */
+function reportMessage(deps: BounceDeps, messageId: number): () => void {
+  const { reports, logger } = deps;
   const message = reports.message(messageId);
   const pending = reports.pendingRecipients(messageId);
   if (!message) {
-    store.transaction(() => reports.finishReported(messageId));
-    return;
+    reports.finishReported(messageId);
+    return () => {};
   }
   const facts = new Map<string, number | null>();
   const lastCollected = (domain: string) => {
@@ -76,27 +91,32 @@ function reportMessage(deps: BounceDeps, messageId: number): void {
     }
   }
   const composed = reported.length > 0 ? compose(deps, message, reported) : null;
-  store.transaction(() => {
-    if (composed) {
-      const where = deps.router.route({
-        kind: "dsn",
-        rcpt: message.mailFrom,
+  let where: Routed = "dropped";
+  const failures = reported.some((r) => actionFor(r.cause) === "failed");
+  if (composed) {
+    where = deps.router.route({
+      kind: "dsn",
+      rcpt: message.mailFrom,
+      bytes: composed.bytes,
+      eightBit: composed.eightBit,
+      smtputf8: composed.smtputf8,
+      aboutMessageId: messageId,
+    });
+    if (deps.postmasterCopy && failures) {
+      deps.router.route({
+        kind: "postmaster",
+        rcpt: deps.postmasterCopy,
         bytes: composed.bytes,
         eightBit: composed.eightBit,
         smtputf8: composed.smtputf8,
         aboutMessageId: messageId,
       });
-      const failures = reported.some((r) => actionFor(r.cause) === "failed");
-      if (deps.postmasterCopy && failures) {
-        deps.router.route({
-          kind: "postmaster",
-          rcpt: deps.postmasterCopy,
-          bytes: composed.bytes,
-          eightBit: composed.eightBit,
-          smtputf8: composed.smtputf8,
-          aboutMessageId: messageId,
-        });
-      }
+    }
+  }
+  reports.finishReported(messageId);
+  const silent = pending.length - reported.length;
+  return () => {
+    if (composed) {
       logger.info("dsn queued", {
         msgId: messageId,
         to: message.mailFrom,
@@ -106,16 +126,14 @@ function reportMessage(deps: BounceDeps, messageId: number): void {
       });
       deps.onDsn?.(failures ? "failure" : "relayed", where);
     }
-    reports.finishReported(messageId);
-  });
-  const silent = pending.length - reported.length;
-  if (silent > 0) {
-    logger.info("recipients left the queue without a DSN", {
-      msgId: messageId,
-      count: silent,
-      why: message.mailFrom === "" ? "null sender" : "NOTIFY",
-    });
-  }
+    if (silent > 0) {
+      logger.info("recipients left the queue without a DSN", {
+        msgId: messageId,
+        count: silent,
+        why: message.mailFrom === "" ? "null sender" : "NOTIFY",
+      });
+    }
+  };
 }
 
 /** Composes the DSN of one message; exported for the delay warnings, which report queued recipients. */
@@ -139,6 +157,9 @@ export function compose(
     recipients,
     content: deps.store.readBody(message.id),
     maxFullBytes: deps.maxFullBytes,
+    // A 7-bit DSN goes to any MX; an 8-bit one needs 8BITMIME there. Only an SMTPUTF8 message (whose
+    // sender's server must speak SMTPUTF8 anyway) gets its 8-bit original back whole.
+    fullOnlyIfSevenBit: !message.smtputf8,
   });
 }
 

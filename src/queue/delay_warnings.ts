@@ -5,9 +5,10 @@
  * sender. One warning per message covers all its recipients that reached the step in the same run.
  *
  * The scan is cheap: per domain and step, only recipients that crossed the step since the last run
- * (a durable watermark per step) are read, through the (domain, status, queued_at) index. The
- * `delay_warnings` count on each recipient, written in the same transaction as the warning, makes a
- * warning go at most once per step even across restarts.
+ * (a durable watermark per step) are read, through the (domain, status, queued_at) index. Each
+ * recipient keeps the largest step it was warned for (`delay_warnings`, an age), written in the same
+ * transaction as the warning, so a warning goes at most once per step, across restarts and schedule
+ * changes.
  *
  * @module
  */
@@ -16,7 +17,7 @@ import { needsDsn } from "../dsn/policy.ts";
 import type { DsnRecipient } from "../dsn/types.ts";
 import type { Logger } from "../log/logger.ts";
 import { compose, storedReply } from "./bounces.ts";
-import type { DelayedRecipient, ReportStore } from "./report_store.ts";
+import type { DelayedRecipient, DomainFacts, ReportStore } from "./report_store.ts";
 import type { ReportRouter, Routed } from "./report_router.ts";
 import type { QueueStore } from "./store.ts";
 
@@ -36,7 +37,7 @@ export interface DelayWarningDeps {
   onDsn?: (kind: "delay", route: Routed) => void;
 }
 
-/** Recipients read per domain and step in one run. */
+/** Messages looked at per domain and step in one run; the rest waits for the next run. */
 const BATCH = 1000;
 
 /** Sends the delay warnings that are due; returns how many warnings were queued. */
@@ -44,20 +45,24 @@ export function sendDelayWarnings(deps: DelayWarningDeps): number {
   const { reports, store, clock } = deps;
   const now = clock.now();
   let sent = 0;
+  const domains = new Map(reports.domainsWithMail().map((d) => [d.name, d]));
   // Latest step first: a recipient that crossed two steps since the last run gets one warning.
-  for (let step = deps.steps.length - 1; step >= 0; step--) {
-    const key = `delay-warning-${step}`;
+  for (const stepMs of [...deps.steps].sort((a, b) => b - a)) {
+    // Keyed by the step's age, so a changed schedule keeps what was already done.
+    const key = `delay-warning-${stepMs}`;
     const watermark = reports.state(key) ?? 0;
-    const upTo = now - deps.steps[step]!;
+    const upTo = now - stepMs;
     let complete = true;
-    for (const domain of reports.domainsWithMail()) {
-      const rows = reports.delayedRecipients(domain.name, watermark, upTo, step + 1, BATCH);
-      if (rows.length === BATCH) complete = false;
-      const lifetime = domain.retentionMs ?? deps.lifetimeMs;
-      const collected = domain.lastAtrnAt === null ? null : new Date(domain.lastAtrnAt);
-      for (const [messageId, group] of byMessage(rows)) {
-        sent += warn(deps, messageId, group, step + 1, lifetime, collected);
-      }
+    const messageIds = new Set<number>();
+    for (const domain of domains.values()) {
+      const ids = reports.delayedMessageIds(domain.name, watermark, upTo, stepMs, BATCH);
+      if (ids.length === BATCH) complete = false;
+      for (const id of ids) messageIds.add(id);
+    }
+    // One warning per message, whatever domains its recipients are in.
+    for (const messageId of messageIds) {
+      const rows = reports.delayedRecipients(messageId, upTo, stepMs);
+      if (rows.length > 0) sent += warn(deps, messageId, rows, stepMs, domains);
     }
     // A domain with more than one batch is finished on the next run (the watermark waits for it).
     if (complete && upTo > watermark) store.transaction(() => reports.setState(key, upTo));
@@ -69,21 +74,23 @@ function warn(
   deps: DelayWarningDeps,
   messageId: number,
   rows: DelayedRecipient[],
-  warnings: number,
-  lifetimeMs: number,
-  lastCollected: Date | null,
+  stepMs: number,
+  domains: ReadonlyMap<string, DomainFacts>,
 ): number {
   const message = deps.reports.message(messageId);
   if (!message) return 0;
   const due = rows.filter((r) => needsDsn({ sender: message.mailFrom, notify: r.notify, action: "delayed" }));
   const recipients: DsnRecipient[] = due.map((r) => {
+    const domain = domains.get(r.domain);
+    const lifetimeMs = domain?.retentionMs ?? deps.lifetimeMs;
+    const lastAtrn = domain?.lastAtrnAt ?? null;
     const reply = r.lastAttemptAt !== null ? storedReply(r.lastCode, r.lastText) : null;
     return {
       cause: "delayed",
       address: r.address,
       orcpt: r.orcpt,
       willRetryUntil: new Date(r.queuedAt + lifetimeMs),
-      lastCollected,
+      lastCollected: lastAtrn === null ? null : new Date(lastAtrn),
       ...(r.lastAttemptAt !== null ? { lastAttempt: new Date(r.lastAttemptAt) } : {}),
       ...(reply ? { lastReply: reply, ...(r.remoteMta ? { remoteMta: r.remoteMta } : {}) } : {}),
     };
@@ -101,7 +108,7 @@ function warn(
         aboutMessageId: messageId,
       });
     }
-    for (const r of rows) deps.reports.markWarned(r.id, warnings);
+    for (const r of rows) deps.reports.markWarned(r.id, stepMs);
   });
   if (!composed) return 0;
   deps.logger.info("delay warning queued", {
@@ -111,14 +118,4 @@ function warn(
   });
   deps.onDsn?.("delay", where);
   return 1;
-}
-
-function byMessage(rows: DelayedRecipient[]): Map<number, DelayedRecipient[]> {
-  const out = new Map<number, DelayedRecipient[]>();
-  for (const r of rows) {
-    const list = out.get(r.messageId);
-    if (list) list.push(r);
-    else out.set(r.messageId, [r]);
-  }
-  return out;
 }

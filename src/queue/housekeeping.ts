@@ -11,8 +11,17 @@ import type { Clock, QueueStore } from "./store.ts";
 /** RFC 3463 4.4.7: delivery time expired. */
 export const EXPIRED_TEXT = "4.4.7 Delivery time expired: the customer did not collect the mail in time";
 
-/** Marks expired recipients failed; returns how many per domain. */
-export function expireRecipients(store: QueueStore, lifetimeMs: number, clock: Clock): Map<string, number> {
+/**
+ * Marks expired recipients failed; returns how many per domain. Domains in `busy` (being delivered in
+ * an ATRN session right now) are left for the next round: the customer may be accepting that very
+ * mail, and a recipient must not be reported failed and delivered too.
+ */
+export function expireRecipients(
+  store: QueueStore,
+  lifetimeMs: number,
+  clock: Clock,
+  busy: ReadonlySet<string> = new Set(),
+): Map<string, number> {
   const now = clock.now();
   const expired = new Map<string, number>();
   const update = store.database.raw.prepare(
@@ -24,6 +33,7 @@ export function expireRecipients(store: QueueStore, lifetimeMs: number, clock: C
     "SELECT name, retention_ms AS retentionMs FROM domains WHERE queued_recipients > 0",
   ).all() as { name: string; retentionMs: number | null }[];
   for (const domain of domains) {
+    if (busy.has(domain.name)) continue;
     const cutoff = now - (domain.retentionMs ?? lifetimeMs);
     const changes = Number(
       store.transaction(() => update.run(EXPIRED_TEXT, domain.name, cutoff)).changes,
@@ -53,16 +63,19 @@ export function startHousekeeping(
     logger: Logger;
     clock?: Clock;
     /** Runs after each tick's expiry (the reporting jobs: DSNs, delay warnings, notices). */
-    afterTick?: () => void;
+    afterTick?: () => void | Promise<void>;
+    /** Domains being delivered right now (not expired in this tick). */
+    busyDomains?: () => readonly string[];
   },
-): { tick: () => void; stop: () => void } {
+): { tick: () => Promise<void>; stop: () => void } {
   const clock = options.clock ?? { now: () => Date.now() };
-  const tick = () => {
+  const tick = async () => {
     try {
-      for (const [domain, count] of expireRecipients(store, options.lifetimeMs, clock)) {
+      const busy = new Set(options.busyDomains?.() ?? []);
+      for (const [domain, count] of expireRecipients(store, options.lifetimeMs, clock, busy)) {
         options.logger.warn("recipients expired", { domain, count });
       }
-      options.afterTick?.();
+      await options.afterTick?.();
       pruneAtrnHistory(store, ATRN_HISTORY_MS, clock);
       // auto_vacuum=INCREMENTAL: give back up to 1000 free pages per tick without a full VACUUM.
       store.database.raw.exec("PRAGMA incremental_vacuum(1000)");
@@ -70,7 +83,7 @@ export function startHousekeeping(
       options.logger.error("housekeeping failed", { error: String(error) });
     }
   };
-  const timer = setInterval(tick, options.intervalMs ?? 60_000);
+  const timer = setInterval(() => void tick(), options.intervalMs ?? 60_000);
   (timer as { unref?: () => void }).unref?.();
   return { tick, stop: () => clearInterval(timer) };
 }

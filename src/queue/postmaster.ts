@@ -8,10 +8,15 @@
  *
  * @module
  */
+import { randomBytes } from "node:crypto";
+import type { Clock } from "../clock.ts";
+import { composeDsn } from "../dsn/compose.ts";
+import { replyFromRecorded } from "../dsn/remote.ts";
 import type { Logger } from "../log/logger.ts";
 import { canonicalDomain } from "../smtp/idna.ts";
 import type { OpenDatabase } from "./db.ts";
-import type { OutboundQueue } from "./outbound_queue.ts";
+import type { OutboundQueue, OutboundRow } from "./outbound_queue.ts";
+import type { ReportRouter } from "./report_router.ts";
 import { concat } from "./spool.ts";
 import type { QueueStore } from "./store.ts";
 
@@ -77,4 +82,46 @@ export function forwardPostmasterMail(
     moved++;
   }
   return moved;
+}
+
+/**
+ * Postmaster mail forwarded with its sender's reverse-path that the outside postmasterAddress refused,
+ * or could not take within its lifetime: the relay answered 250 for it, so its sender is told (RFC 5321
+ * 6.1), with the refusal quoted. Runs in one transaction with nothing else; never for `<>`.
+ */
+export function bounceForwarded(
+  deps: { store: QueueStore; router: ReportRouter; hostname: string; clock: Clock; logger: Logger },
+  row: OutboundRow,
+  answer: { code: number; text: string; remoteMta: string | null },
+): void {
+  if (row.kind !== "postmaster" || row.mailFrom === "") return;
+  const permanent = answer.code >= 500;
+  const composed = composeDsn({
+    reportingMta: deps.hostname,
+    messageId: `${deps.clock.now().toString(36)}.${randomBytes(6).toString("hex")}`,
+    date: new Date(deps.clock.now()),
+    message: { sender: row.mailFrom, arrivalDate: new Date(row.createdAt) },
+    recipients: [
+      permanent
+        ? {
+          cause: "customer-rejected",
+          address: row.rcpt,
+          reply: replyFromRecorded(answer.code, answer.text),
+          ...(answer.remoteMta ? { remoteMta: answer.remoteMta } : {}),
+        }
+        : { cause: "expired", address: row.rcpt, lastReply: replyFromRecorded(answer.code, answer.text) },
+    ],
+    content: [row.body],
+  });
+  deps.store.transaction(() =>
+    deps.router.route({
+      kind: "dsn",
+      rcpt: row.mailFrom,
+      bytes: composed.bytes,
+      eightBit: composed.eightBit,
+      smtputf8: composed.smtputf8,
+      aboutMessageId: row.aboutMessageId,
+    })
+  );
+  deps.logger.info("postmaster forward failed; its sender is told", { to: row.mailFrom, code: answer.code });
 }

@@ -8,6 +8,7 @@
  */
 import type { Clock } from "../clock.ts";
 import type { Logger } from "../log/logger.ts";
+import { isAddressLiteral } from "../smtp/domain.ts";
 import { canonicalDomain } from "../smtp/idna.ts";
 import type { OutboundKind, OutboundQueue } from "./outbound_queue.ts";
 import { type QueueStore, QuotaExceededError } from "./store.ts";
@@ -37,12 +38,24 @@ export class ReportRouter {
   /** Queues `report` from the null sender `<>` (RFC 3461 6.2); call inside a transaction. */
   route(report: Report): Routed {
     const at = report.rcpt.lastIndexOf("@");
-    const domain = at > 0 ? canonicalDomain(report.rcpt.slice(at + 1)) : null;
+    const given = at > 0 ? report.rcpt.slice(at + 1) : "";
+    // An address literal (RFC 5321 4.1.3) is delivered to directly; a name in its A-label form.
+    const domain = isAddressLiteral(given) ? given : canonicalDomain(given);
     if (domain === null) {
       this.options.logger.warn("report dropped: recipient has no usable domain", { to: report.rcpt });
       return "dropped";
     }
     if (this.store.hasDomain(domain)) {
+      // The same rules as the intake's RCPT: no routing syntax, only listed mailboxes, the quota. A DSN
+      // must not carry mail where a sender could not send it directly.
+      const verdict = this.store.recipientVerdict(domain, report.rcpt.slice(0, at), report.bytes.length);
+      if (verdict !== "accept") {
+        this.options.logger.warn("report dropped: the hosted recipient does not accept it", {
+          to: report.rcpt,
+          why: verdict,
+        });
+        return "dropped";
+      }
       try {
         this.store.enqueueInTransaction({
           mailFrom: "",

@@ -38,6 +38,7 @@ export interface DelayedRecipient {
   id: number;
   messageId: number;
   address: string;
+  domain: string;
   notify: string | null;
   orcpt: string | null;
   queuedAt: number;
@@ -86,10 +87,15 @@ export class ReportStore {
         "DELETE FROM messages WHERE id = ? AND NOT EXISTS (SELECT 1 FROM recipients WHERE message_id = ?)",
       ),
       delayed: raw.prepare(
-        "SELECT id, message_id AS messageId, address, notify, orcpt, queued_at AS queuedAt, last_code AS lastCode, " +
-          "last_text AS lastText, last_attempt_at AS lastAttemptAt, remote_mta AS remoteMta FROM recipients " +
+        "SELECT DISTINCT message_id AS messageId FROM recipients " +
           "WHERE domain = ? AND status = 'queued' AND queued_at > ? AND queued_at <= ? AND delay_warnings < ? " +
-          "ORDER BY queued_at LIMIT ?",
+          "ORDER BY message_id LIMIT ?",
+      ),
+      delayedOfMessage: raw.prepare(
+        "SELECT id, message_id AS messageId, address, domain, notify, orcpt, queued_at AS queuedAt, " +
+          "last_code AS lastCode, last_text AS lastText, last_attempt_at AS lastAttemptAt, remote_mta AS remoteMta " +
+          "FROM recipients WHERE message_id = ? AND status = 'queued' AND queued_at <= ? AND delay_warnings < ? " +
+          "ORDER BY id",
       ),
       markWarned: raw.prepare("UPDATE recipients SET delay_warnings = ? WHERE id = ? AND delay_warnings < ?"),
       domains: raw.prepare(
@@ -143,20 +149,25 @@ export class ReportStore {
     this.#stmts.deleteMessageIfDone.run(messageId, messageId);
   }
 
-  /** Queued recipients of `domain` that arrived in (after, upTo] and have fewer than `warnings` warnings. */
-  delayedRecipients(
-    domain: string,
-    after: number,
-    upTo: number,
-    warnings: number,
-    limit: number,
-  ): DelayedRecipient[] {
-    return this.#stmts.delayed.all(domain, after, upTo, warnings, limit) as unknown as DelayedRecipient[];
+  /**
+   * Messages with queued recipients of `domain` that arrived in (after, upTo] and were not yet warned at
+   * a step of `stepMs` (their `delay_warnings`, the largest step age warned for, is below it).
+   */
+  delayedMessageIds(domain: string, after: number, upTo: number, stepMs: number, limit: number): number[] {
+    const rows = this.#stmts.delayed.all(domain, after, upTo, stepMs, limit) as unknown as {
+      messageId: number;
+    }[];
+    return rows.map((r) => r.messageId);
   }
 
-  /** Records that `warnings` delay warnings have been sent for a recipient. */
-  markWarned(recipientId: number, warnings: number): void {
-    this.#stmts.markWarned.run(warnings, recipientId, warnings);
+  /** All of a message's queued recipients, in any domain, due for a warning at a step of `stepMs`. */
+  delayedRecipients(messageId: number, upTo: number, stepMs: number): DelayedRecipient[] {
+    return this.#stmts.delayedOfMessage.all(messageId, upTo, stepMs) as unknown as DelayedRecipient[];
+  }
+
+  /** Records that a recipient has been warned at a step of `stepMs` (steps are ages: larger is later). */
+  markWarned(recipientId: number, stepMs: number): void {
+    this.#stmts.markWarned.run(stepMs, recipientId, stepMs);
   }
 
   /** Domains with queued mail. */

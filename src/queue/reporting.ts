@@ -42,29 +42,33 @@ export class Reporting {
     this.#scheduled = true;
     setTimeout(() => {
       this.#scheduled = false;
-      if (!this.#stopped) this.reportFailures();
+      if (!this.#stopped) void this.reportFailures();
     }, 0);
   }
 
-  /** The DSN step now; returns the messages handled. */
-  reportFailures(): number {
+  /**
+   * The DSN step now; resolves with the messages handled. Batches of 50 messages, one transaction each,
+   * with a turn of the event loop between them, so sessions are not kept waiting.
+   */
+  async reportFailures(): Promise<number> {
     let handled = 0;
     try {
-      for (let i = 0; i < MAX_DSN_BATCHES; i++) {
+      for (let i = 0; i < MAX_DSN_BATCHES && !this.#stopped; i++) {
         const n = reportPendingDsns(this.#o.bounces);
         handled += n;
+        if (n > 0) this.#o.onQueued();
         if (n < 50) break;
+        await new Promise((r) => setTimeout(r, 0));
       }
     } catch (error) {
       this.#o.logger.error("DSN step failed", { error: String(error) });
     }
-    if (handled > 0) this.#o.onQueued();
     return handled;
   }
 
   /** Everything: the DSN step, delay warnings and notices (a housekeeping tick). */
-  runAll(): void {
-    this.reportFailures();
+  async runAll(): Promise<void> {
+    await this.reportFailures();
     let queued = 0;
     try {
       if (this.#o.warnings) queued += sendDelayWarnings(this.#o.warnings);

@@ -266,20 +266,26 @@ export class QueueStore {
       ),
       bodyInline: raw.prepare("SELECT body_inline AS body, chunk_count AS chunks FROM messages WHERE id = ?"),
       chunk: raw.prepare("SELECT data FROM message_chunks WHERE message_id = ? AND seq = ?"),
-      deleteRecipient: raw.prepare("DELETE FROM recipients WHERE id = ?"),
+      // Outcomes apply only to recipients still queued: one failed or bounced meanwhile by the
+      // housekeeping or an operator is not touched again.
+      deleteRecipient: raw.prepare("DELETE FROM recipients WHERE id = ? AND status = 'queued'"),
       deferRecipient: raw.prepare(
-        "UPDATE recipients SET attempts = attempts + 1, last_code = ?, last_text = ?, last_attempt_at = ? WHERE id = ?",
+        "UPDATE recipients SET attempts = attempts + 1, last_code = ?, last_text = ?, last_attempt_at = ? " +
+          "WHERE id = ? AND status = 'queued'",
       ),
       failRecipient: raw.prepare(
         "UPDATE recipients SET status = 'failed', attempts = attempts + 1, last_code = ?, last_text = ?, " +
-          "last_attempt_at = ?, failure_kind = ?, remote_mta = ? WHERE id = ?",
+          "last_attempt_at = ?, failure_kind = ?, remote_mta = ? WHERE id = ? AND status = 'queued'",
       ),
       relayRecipient: raw.prepare(
         "UPDATE recipients SET status = 'relayed', attempts = attempts + 1, last_code = ?, last_text = ?, " +
-          "last_attempt_at = ?, remote_mta = ? WHERE id = ?",
+          "last_attempt_at = ?, remote_mta = ? WHERE id = ? AND status = 'queued'",
       ),
       deleteMessageIfDone: raw.prepare(
         "DELETE FROM messages WHERE id = ? AND NOT EXISTS (SELECT 1 FROM recipients WHERE message_id = ?)",
+      ),
+      postmasterBytes: raw.prepare(
+        "SELECT COALESCE(SUM(message_size), 0) AS n FROM recipients WHERE domain = '' AND status = 'queued'",
       ),
       quotaRoom: raw.prepare(
         "SELECT quota_bytes AS quota, queued_bytes AS queued FROM domains WHERE name = ? AND quota_bytes IS NOT NULL",
@@ -288,6 +294,17 @@ export class QueueStore {
         "SELECT MIN(queued_at) AS oldest FROM recipients WHERE domain = ? AND status = 'queued'",
       ),
     };
+  }
+
+  /**
+   * Most bytes the relay's own postmaster mailbox (domain key "", src/queue/postmaster.ts) may hold;
+   * config `postmasterMailboxQuota`.
+   */
+  postmasterQuotaBytes = Number.MAX_SAFE_INTEGER;
+
+  /** Bytes waiting in the relay's own postmaster mailbox (an index range over its rows only). */
+  postmasterMailboxBytes(): number {
+    return (this.#stmts.postmasterBytes.get() as { n: number }).n;
   }
 
   /** The underlying open database (for shutdown and checks). */
@@ -551,7 +568,18 @@ export class QueueStore {
    * same transaction that removes what it reports). Throws QuotaExceededError like `enqueue`.
    */
   enqueueInTransaction(message: IncomingMessage, body: BodySource): number {
-    return this.#insertMessage(message, body, this.#clock.now());
+    // A savepoint, so a failure leaves nothing of this message in the caller's transaction.
+    const raw = this.#open.raw;
+    raw.exec("SAVEPOINT enqueue_in_tx");
+    try {
+      const id = this.#insertMessage(message, body, this.#clock.now());
+      raw.exec("RELEASE enqueue_in_tx");
+      return id;
+    } catch (error) {
+      raw.exec("ROLLBACK TO enqueue_in_tx");
+      raw.exec("RELEASE enqueue_in_tx");
+      throw error;
+    }
   }
 
   /**
@@ -581,6 +609,23 @@ export class QueueStore {
   /** Inserts one message, its body and recipients; the caller owns the transaction. */
   #insertMessage(message: IncomingMessage, body: BodySource, now: number): number {
     const s = this.#stmts;
+    // The quota counts the real size, checked inside the transaction before anything is written:
+    // messages committed together see each other's bytes (the triggers update queued_bytes row by
+    // row), so parallel senders cannot overrun it together. A domain's bytes grow by the size once
+    // per recipient in it, as its counter does.
+    const perDomain = new Map<string, number>();
+    for (const r of message.recipients) {
+      const domain = asciiLowerCase(r.domain);
+      perDomain.set(domain, (perDomain.get(domain) ?? 0) + 1);
+    }
+    for (const [domain, count] of perDomain) {
+      const room = domain === ""
+        ? { quota: this.postmasterQuotaBytes, queued: this.postmasterMailboxBytes() }
+        : s.quotaRoom.get(domain) as { quota: number; queued: number } | undefined;
+      if (room && room.queued + body.size * count > room.quota) {
+        throw new QuotaExceededError(domain || "postmaster");
+      }
+    }
     const chunks = body.chunks()[Symbol.iterator]();
     const first = chunks.next();
     const firstChunk = first.done ? new Uint8Array(0) : first.value;
@@ -610,14 +655,6 @@ export class QueueStore {
         s.insertChunk.run(id, seq++, next.value);
       }
       s.setChunkCount.run(seq, id);
-    }
-    // The quota counts the real size, checked inside the transaction: messages committed together see
-    // each other's bytes (the triggers update queued_bytes row by row), so parallel senders cannot
-    // overrun it together. Throwing rolls this message back.
-    const domainsOfMessage = new Set(message.recipients.map((r) => asciiLowerCase(r.domain)));
-    for (const domain of domainsOfMessage) {
-      const room = s.quotaRoom.get(domain) as { quota: number; queued: number } | undefined;
-      if (room && room.queued + body.size > room.quota) throw new QuotaExceededError(domain);
     }
     for (const r of message.recipients) {
       s.insertRecipient.run(id, r.address, asciiLowerCase(r.domain), now, body.size, r.notify, r.orcpt);

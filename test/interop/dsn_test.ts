@@ -175,7 +175,7 @@ describe("DSNs to the sender's MX, found through DNS", () => {
       "sender@remote.test",
     );
     relay.store.bounceMessage(id, "Returned by the administrator: the domain is moving");
-    relay.relay.reporting.reportFailures();
+    await relay.relay.reporting.reportFailures();
     await waitFor(() => mx.messages.length === before + 1 && queueIsEmpty(relay), "the bounce DSN");
     const text = mx.messages.at(-1)!.data;
     assert.match(text, /administrator/i);
@@ -311,7 +311,7 @@ describe("delay warnings, expiry and the customer notice (injected clock)", () =
     }, ODMR_SEED);
     const hour = 3_600_000;
     const run = async () => {
-      relay.relay.housekeeping.tick();
+      await relay.relay.housekeeping.tick();
       await relay.relay.outbound.worker.runDue();
     };
     try {
@@ -429,3 +429,237 @@ function freePort(): Promise<number> {
     });
   });
 }
+
+describe("DSN edge cases", () => {
+  let dns: FakeDns;
+  let mx: FakeMx;
+  before(async () => {
+    mx = await startFakeMx({ host: "127.0.0.12", name: "mx.remote.test" });
+    dns = await startFakeDns({
+      "remote.test": { mx: [{ preference: 10, exchange: "mx.remote.test" }] },
+      "mx.remote.test": { a: ["127.0.0.12"] },
+    });
+  });
+  after(async () => {
+    await dns.close();
+    await mx.close();
+  });
+  const relayWith = (extra: Partial<Config> = {}, clock?: { now(): number }) =>
+    startTestRelay({
+      ...(clock ? { clock } : {}),
+      config: { smarthost: null, dnsServers: [dns.server], outboundMxPort: mx.port, ...extra },
+    }, ODMR_SEED);
+
+  it("mail that expires while the customer is accepting it is delivered, not reported failed", async () => {
+    let now = Date.now();
+    const relay = await relayWith({ queueLifetime: 3_600_000 }, { now: () => now });
+    try {
+      const before = mx.messages.length;
+      enqueue(relay.store, ["late@example.test"], "Subject: late\r\n\r\nx\r\n", "sender@remote.test");
+      const log = await collect(relay, () => {
+        // The housekeeping runs mid-session, with the mail now past its lifetime.
+        // Past the lifetime, but within the session's lease (atrnSessionTimeout + 1 min).
+        now += 3_600_000 + 30_000;
+        void relay.relay.housekeeping.tick();
+        return "250 2.1.5 Ok";
+      });
+      assert.equal(log.messages.length, 1);
+      await waitFor(() => queueIsEmpty(relay), "the queue to empty");
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(mx.messages.length, before, "no DSN for delivered mail");
+    } finally {
+      await relay.stop();
+    }
+  });
+
+  it("a multi-line refusal is quoted line by line in Diagnostic-Code", async () => {
+    const relay = await relayWith();
+    try {
+      const before = mx.messages.length;
+      await receive(relay, "sender@remote.test", ["bad@example.test"]);
+      await collect(relay, () => "550-5.7.1 blocked: see policy A / B\n550 5.7.1 second line");
+      await waitFor(() => mx.messages.length === before + 1, "the DSN");
+      const f = fields(mx.messages.at(-1)!.data);
+      assert.ok(
+        f.includes("Diagnostic-Code: smtp; 550-5.7.1 blocked: see policy A / B 550 5.7.1 second line"),
+        mx.messages.at(-1)!.data,
+      );
+    } finally {
+      await relay.stop();
+    }
+  });
+
+  it("a DSN to a hosted sender obeys the intake's rules: no routing syntax, no orphan rows when over quota", async () => {
+    const relay = await relayWith();
+    try {
+      // A sender with routing syntax in a hosted domain: the DSN must not deliver the message there.
+      await receive(relay, "victim%evil.test@a.test", ["bad@example.test"]);
+      await collect(relay, () => "550 5.1.1 no");
+      await waitFor(() => queueIsEmpty(relay), "the queue to empty");
+      assert.ok(relay.logs.some((l) => l.includes("report dropped") && l.includes("routing-syntax")));
+      // A hosted sender whose domain is over quota: the DSN is dropped and nothing is left behind.
+      relay.store.updateDomain("b.test", { quotaBytes: 10 });
+      await receive(relay, "someone@b.test", ["bad@example.test"]);
+      await collect(relay, () => "550 5.1.1 no");
+      await waitFor(() => queueIsEmpty(relay), "the queue to empty again");
+    } finally {
+      await relay.stop();
+    }
+  });
+
+  it("one delay warning per message and step, across domains; a changed schedule does not repeat it", async () => {
+    let now = Date.now();
+    const hour = 3_600_000;
+    const dataDir = tempDir("odmr-dsn-steps-");
+    const before = mx.messages.length;
+    const relay = await startTestRelay({
+      dataDir,
+      clock: { now: () => now },
+      config: {
+        smarthost: null,
+        dnsServers: [dns.server],
+        outboundMxPort: mx.port,
+        dsnDelayWarnings: [24 * hour],
+      },
+    }, ODMR_SEED);
+    try {
+      await receive(relay, "sender@remote.test", ["x@a.test", "y@b.test"]);
+      now += 25 * hour;
+      await relay.relay.housekeeping.tick();
+      await relay.relay.outbound.worker.runDue();
+      assert.equal(mx.messages.length, before + 1, "one warning covers both domains");
+      assert.equal(
+        fields(mx.messages.at(-1)!.data).filter((l) => l.startsWith("Final-Recipient:")).length,
+        2,
+      );
+    } finally {
+      await relay.stop();
+    }
+    const again = await startTestRelay({
+      dataDir,
+      clock: { now: () => now },
+      config: {
+        smarthost: null,
+        dnsServers: [dns.server],
+        outboundMxPort: mx.port,
+        dsnDelayWarnings: [4 * hour, 24 * hour],
+      },
+    }, []);
+    try {
+      now += hour;
+      await again.relay.housekeeping.tick();
+      await again.relay.outbound.worker.runDue();
+      assert.equal(mx.messages.length, before + 1, "no second warning for a step already passed");
+    } finally {
+      await again.stop();
+    }
+  });
+
+  it("the quota counts a message once per recipient in the domain, as the counters do", async () => {
+    const relay = await relayWith();
+    try {
+      relay.store.updateDomain("example.test", { quotaBytes: 600 });
+      const peer = await TranscriptPeer.connect(relay.smtpPort);
+      await peer.expect("220 *");
+      await peer.sendLine("EHLO c.test");
+      await peer.readReply();
+      await peer.sendLine("MAIL FROM:<s@remote.test>");
+      await peer.expect("250 *");
+      for (const r of ["a", "b", "c"]) {
+        await peer.sendLine(`RCPT TO:<${r}@example.test>`);
+        await peer.expect("250 *");
+      }
+      await peer.sendLine("DATA");
+      await peer.expect("354 *");
+      await peer.send("Subject: x\r\n\r\n" + "y".repeat(150) + "\r\n.\r\n");
+      await peer.expect("452 4.2.2 *");
+      peer.close();
+    } finally {
+      await relay.stop();
+    }
+  });
+
+  it("the local postmaster mailbox has a quota", async () => {
+    const relay = await relayWith({ postmasterMailboxQuota: 1500 });
+    try {
+      const replies: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const peer = await TranscriptPeer.connect(relay.smtpPort);
+        await peer.expect("220 *");
+        await peer.sendLine("EHLO c.test");
+        await peer.readReply();
+        await peer.sendLine("MAIL FROM:<s@remote.test>");
+        await peer.expect("250 *");
+        await peer.sendLine("RCPT TO:<Postmaster>");
+        const rcpt = (await peer.readLine()) ?? "";
+        if (rcpt.startsWith("250")) {
+          await peer.sendLine("DATA");
+          await peer.expect("354 *");
+          await peer.send("Subject: x\r\n\r\n" + "z".repeat(400) + "\r\n.\r\n");
+          replies.push((await peer.readLine()) ?? "");
+        } else replies.push(rcpt);
+        peer.close();
+      }
+      assert.deepEqual(replies.map((r) => r.slice(0, 9)), ["250 2.0.0", "250 2.0.0", "452 4.2.2"]);
+    } finally {
+      await relay.stop();
+    }
+  });
+
+  it("an operator's bounce of mail from <> says that no DSN will go", async () => {
+    const relay = await startTestRelay(
+      { http: true, flags: { httpToken: "0123456789abcdef0123" } },
+      ODMR_SEED,
+    );
+    try {
+      const id = enqueue(relay.store, ["z@example.test"], "Subject: x\r\n\r\nx\r\n", "");
+      const r = await fetch(`http://127.0.0.1:${relay.httpPort}/queue/${id}/bounce`, {
+        method: "POST",
+        headers: { Authorization: "Bearer 0123456789abcdef0123" },
+      });
+      assert.equal((await r.json()).dsn, "none: null sender");
+    } finally {
+      await relay.stop();
+    }
+  });
+});
+
+describe("a smarthost that refuses our credentials", () => {
+  it("is not hammered: after the refusal one row probes per backoff", async () => {
+    const cert = makeTestCert();
+    const mx = await startFakeMx({
+      tls: loadSecureContext({ certFile: cert.certFile, keyFile: cert.keyFile }),
+      auth: { username: "relay", password: "the-right-one" },
+      name: "localhost",
+    });
+    let now = Date.now();
+    const relay = await startTestRelay({
+      clock: { now: () => now },
+      config: {
+        smarthost: { host: "localhost", port: mx.port },
+        smarthostTls: "required",
+        smarthostCaFile: cert.caFile,
+        smarthostUsername: "relay",
+        smarthostPassword: "a-wrong-one",
+        outboundConcurrency: 1,
+      },
+    }, ODMR_SEED);
+    try {
+      for (let i = 0; i < 6; i++) {
+        const id = enqueue(relay.store, [`b${i}@example.test`], "Subject: x\r\n\r\nx\r\n", "s@far.test");
+        relay.store.bounceMessage(id, "test");
+      }
+      await relay.relay.reporting.reportFailures();
+      await relay.relay.outbound.worker.runDue();
+      await relay.relay.outbound.worker.runDue();
+      assert.equal(mx.sessions.length, 1, "one failed login, then the others wait");
+      now += 2 * 60_000;
+      await relay.relay.outbound.worker.runDue();
+      assert.equal(mx.sessions.length, 2, "one probe after the backoff");
+      assert.equal(outboundRows(relay).length, 6, "nothing lost");
+    } finally {
+      await relay.stop();
+      await mx.close();
+    }
+  });
+});

@@ -162,7 +162,9 @@ describe("sendOutbound: direct delivery to the MX hosts", () => {
 
   test("DNS answers: NXDOMAIN and null MX fail (550, 556), a DNS timeout defers; nothing is dialled", async () => {
     dns.zone = { "null.test": { mx: [{ preference: 0, exchange: "." }] }, "slow.test": { all: "timeout" } };
-    const nx = await send("nowhere.test", ["a@nowhere.test"]);
+    const nx = await send("nowhere.test", ["a@nowhere.test"], {
+      dns: { dnsServers: [dns.server], timeoutMs: 200, tries: 1, notFoundIsAmbiguous: false },
+    });
     assert.deepEqual(nx.recipients.map((r) => [r.result, r.code]), [["failed", 550]]);
     assert.match(nx.recipients[0]!.text, /^5\.4\.4 /);
     const nullMx = await send("null.test", ["a@null.test"]);

@@ -63,7 +63,7 @@ test("without postmasterAddress, bare <Postmaster> waits in the local mailbox, s
     const status = await (await fetch(`http://127.0.0.1:${relay.httpPort}/status`)).json();
     assert.deepEqual(status.postmaster, { messages: 1 });
     // It never expires: the housekeeping leaves it alone.
-    relay.relay.housekeeping.tick();
+    await relay.relay.housekeeping.tick();
     assert.equal(allRecipients(relay).filter((r) => r.domain === "").length, 1);
   } finally {
     await relay.stop();
@@ -98,13 +98,59 @@ test("an outside postmasterAddress: bare <Postmaster> mail is forwarded through 
       < 221 *
     `,
     );
-    relay.relay.housekeeping.tick();
+    await relay.relay.housekeeping.tick();
     await relay.relay.outbound.worker.runDue();
     assert.equal(mx.messages.length, 1);
     assert.deepEqual(mx.messages[0]!.rcpts, ["noc@ops.test"]);
     assert.match(mx.messages[0]!.mail, /^MAIL FROM:<a@remote\.test>/);
     assert.match(mx.messages[0]!.data, /Subject: abuse report/);
     assert.equal(allRecipients(relay).length, 0);
+  } finally {
+    await relay.stop();
+    await dns.close();
+    await mx.close();
+  }
+});
+
+test("a forward the outside postmasterAddress refuses is reported to its sender", async () => {
+  const mx = await startFakeMx({
+    host: "127.0.0.13",
+    name: "mx.ops.test",
+    rcptReply: (address) => (address === "noc@ops.test" ? "550 5.1.1 no such user" : undefined),
+  });
+  const dns = await startFakeDns({
+    "ops.test": { mx: [{ preference: 5, exchange: "mx.ops.test" }] },
+    "remote.test": { mx: [{ preference: 5, exchange: "mx.ops.test" }] },
+    "mx.ops.test": { a: ["127.0.0.13"] },
+  });
+  const relay = await startTestRelay({
+    odmr: false,
+    flags: { postmasterAddress: "noc@ops.test" },
+    config: { smarthost: null, dnsServers: [dns.server], outboundMxPort: mx.port },
+  });
+  try {
+    await runTranscript(
+      relay.smtpPort,
+      `${OPEN}
+      > MAIL FROM:<a@remote.test>
+      < 250 *
+      > RCPT TO:<Postmaster>
+      < 250 2.1.5 Ok
+      > DATA
+      < 354 *
+      > Subject: abuse report
+      > .
+      < 250 *
+      > QUIT
+      < 221 *
+    `,
+    );
+    await relay.relay.housekeeping.tick();
+    await relay.relay.outbound.worker.runDue();
+    await relay.relay.outbound.worker.runDue();
+    const dsn = mx.messages.find((m) => m.rcpts[0] === "a@remote.test");
+    assert.ok(dsn, "the sender was told");
+    assert.match(dsn.data, /Diagnostic-Code: smtp; 550 5\.1\.1 no such user/);
   } finally {
     await relay.stop();
     await dns.close();
