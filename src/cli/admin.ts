@@ -4,6 +4,7 @@ import { databasePath, openDatabase } from "../queue/db.ts";
 import { migrate, schemaVersion } from "../queue/migrate.ts";
 import { MIGRATIONS } from "../queue/migrations_bundle.ts";
 import { loadSecureContext } from "../net/tls.ts";
+import { checkPullConfig, loadPullConfig, pullSettingRows } from "../customer/settings.ts";
 import { runtimeInfo } from "../runtime/runtime.ts";
 import { platform, VERSION } from "../version.ts";
 import { type Command, noExtraPositionals, table } from "./command.ts";
@@ -43,16 +44,23 @@ export const checkConfig: Command = {
     if (config.tlsCertFile && config.tlsKeyFile) {
       loadSecureContext({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile });
     }
+    // The customer side (`pull`) is checked when the file has a [pull] table or the environment sets it.
+    const file = typeof args.values.config === "string" ? args.values.config : null;
+    const pull = loadPullConfig({ file, env: io.env });
+    if (pull.given) checkPullConfig(pull);
     if (!args.values.quiet) {
       const keys = Object.keys(CONFIG_FIELDS) as ConfigKey[];
       io.out(table(
         ["SETTING", "VALUE", "FROM"],
-        keys.map((k) => {
-          const value = k === "httpToken" && config.httpToken
-            ? "(set)"
-            : (CONFIG_FIELDS[k].format as (v: unknown) => string)(config[k]);
-          return [k, value, origin[k]];
-        }),
+        [
+          ...keys.map((k) => {
+            const value = k === "httpToken" && config.httpToken
+              ? "(set)"
+              : (CONFIG_FIELDS[k].format as (v: unknown) => string)(config[k]);
+            return [k, value, origin[k]];
+          }),
+          ...(pull.given ? pullSettingRows(pull) : []),
+        ],
       ));
       io.out(`\nflags: --${flagName("smtpListen")} ...; environment: ${envName("smtpListen")} ...`);
     }

@@ -1,93 +1,148 @@
-/** `pull`: run as the ODMR customer and hand the mail to the local mail server. */
+/**
+ * `pull`: run as the ODMR customer and hand the mail to the local mail server; once per provider
+ * (one-shot, exit codes in src/customer/outcome.ts) or, with `--every`, until SIGTERM/SIGINT.
+ * Settings: src/config/pull_fields.ts (flags, `ODMR_RELAY_PULL_*`, or the config file's `[pull]`).
+ */
 import { readFileSync } from "node:fs";
-import { hostname } from "node:os";
-import { parseListen } from "../config/fields.ts";
-import { MAX_TIMER_MS, parseDuration } from "../config/units.ts";
+import process from "node:process";
+import { flagName } from "../config/fields.ts";
+import {
+  describePullDefault,
+  PULL_FIELDS,
+  PULL_SECRET_ENV,
+  type PullConfig,
+  pullEnvName,
+  type PullKey,
+} from "../config/pull_fields.ts";
+import { pollEachOnce, type PollProvider, runDaemon } from "../customer/daemon.ts";
+import { EXIT_CODES, isSuccess, oneShotExitCode, type PollResult } from "../customer/outcome.ts";
 import { pull } from "../customer/pull.ts";
+import { checkPullConfig, loadPullConfig, loadSecret } from "../customer/settings.ts";
+import { GracefulStop } from "../customer/stop.ts";
 import { Logger } from "../log/logger.ts";
-import { type Command, noExtraPositionals, UsageError } from "./command.ts";
+import { type CliIo, type Command, noExtraPositionals, type ParsedArgs, UsageError } from "./command.ts";
+
+const KEYS = Object.keys(PULL_FIELDS) as PullKey[];
+
+const SETTINGS_HELP = KEYS.map((key) =>
+  `  --${flagName(key)} (${pullEnvName(key)}) [${describePullDefault(key)}]\n      ${PULL_FIELDS[key].doc}`
+).join("\n");
+
+const EXIT_CODES_HELP = Object.entries(EXIT_CODES).map(([outcome, code]) => `${code} ${outcome}`).join(", ");
+
+/** Every setting is a flag (a boolean one takes no value); the secret is not a setting. */
+const SETTING_OPTIONS: Command["options"] = Object.fromEntries(
+  KEYS.map((key) => [flagName(key), { type: PULL_FIELDS[key].kind === "boolean" ? "boolean" : "string" }]),
+);
 
 export const pullCommand: Command = {
   name: "pull",
   summary: "Act as the ODMR customer: AUTH, ATRN, and relay the mail into the local mail server",
-  usage: "pull --server HOST:PORT --user NAME --domains a.example,b.example " +
-    "(--password-stdin | --password-file FILE | env ODMR_RELAY_PULL_SECRET) " +
-    "[--tls starttls|implicit|none] [--ca FILE] [--insecure] [--smtp HOST:PORT] [--helo NAME] [--timeout 15m]",
+  usage: "pull [--config FILE] --server HOST[:PORT][,HOST[:PORT]...] --user NAME [--domains a.example,...] " +
+    `(--password-stdin | --password-file FILE | env ${PULL_SECRET_ENV}) [--every 5m] [--<setting> VALUE ...]\n\n` +
+    `settings (flag / environment; also in the [pull] table of a JSON or TOML --config file):\n${SETTINGS_HELP}\n\n` +
+    `exit codes (one-shot): ${EXIT_CODES_HELP}, 2 bad arguments`,
   options: {
-    server: { type: "string" },
-    user: { type: "string", short: "u" },
-    domains: { type: "string" },
+    config: { type: "string", short: "c" },
     "password-stdin": { type: "boolean" },
-    "password-file": { type: "string" },
-    tls: { type: "string" },
-    ca: { type: "string" },
-    insecure: { type: "boolean" },
-    smtp: { type: "string" },
-    helo: { type: "string" },
-    timeout: { type: "string" },
-    "log-level": { type: "string" },
+    ...SETTING_OPTIONS,
   },
   async run(args, io) {
     noExtraPositionals(args, 0, this.name);
-    const v = args.values;
-    const need = (name: string): string => {
-      const value = v[name];
-      if (typeof value !== "string" || value === "") throw new UsageError(`${this.name}: missing --${name}`);
-      return value;
-    };
-    const server = parseAddress(need("server"), "--server");
-    const local = parseAddress(typeof v.smtp === "string" ? v.smtp : "127.0.0.1:25", "--smtp");
-    // STARTTLS with certificate verification unless told otherwise: CRAM-MD5 protects the secret
-    // but not the mail, so plaintext must be an explicit choice (`--tls none`).
-    const mode = typeof v.tls === "string" ? v.tls : "starttls";
-    if (mode !== "implicit" && mode !== "starttls" && mode !== "none") {
-      throw new UsageError(`${this.name}: --tls must be implicit, starttls or none`);
-    }
-    let secret: string | undefined;
-    if (v["password-stdin"]) secret = (await io.readStdin()).replace(/\r?\n$/, "");
-    else if (typeof v["password-file"] === "string") secret = readFileSync(v["password-file"], "utf8").trim();
-    else secret = io.env.ODMR_RELAY_PULL_SECRET;
+    const config = settingsFrom(args, io);
+    const secret = loadSecret(config, io.env, args.values["password-stdin"] ? await io.readStdin() : null);
     if (!secret) {
       throw new UsageError(
-        `${this.name}: give the secret with --password-stdin, --password-file or ODMR_RELAY_PULL_SECRET`,
+        `${this.name}: give the secret with --password-stdin, --password-file or ${PULL_SECRET_ENV}`,
       );
     }
-    // The default outlasts the provider's own 10-minute wait for the final dot's reply (RFC 5321
-    // 4.5.3.2.6): the provider may be silent that long while the local server works.
-    const timeoutMs = parseDuration(typeof v.timeout === "string" ? v.timeout : "15m");
-    if (timeoutMs === null || timeoutMs < 1000 || timeoutMs > MAX_TIMER_MS) {
-      throw new UsageError(`${this.name}: --timeout must be a duration from 1s to 24d, like 15m`);
+    for (const warning of [...secret.warnings, ...tlsWarnings(config)]) io.err(`pull: warning: ${warning}`);
+    const logger = new Logger({ level: config.logLevel, format: config.logFormat });
+    const ca = config.ca === null ? undefined : readFileSync(config.ca, "utf8");
+    const poll: PollProvider = (provider, signals) =>
+      pull({
+        host: provider.host,
+        port: provider.port,
+        tls: config.tls,
+        ...(ca ? { ca } : {}),
+        insecure: config.insecure,
+        username: config.user!,
+        secret: secret.secret,
+        domains: config.domains,
+        helo: config.helo,
+        localHost: config.smtp.host,
+        localPort: config.smtp.port,
+        connectTimeoutMs: config.connectTimeout,
+        timeoutMs: config.timeout,
+        logger,
+        ...signals,
+      });
+    const stop = new GracefulStop(config.shutdownGrace);
+    const onSignal = (signal: string) => {
+      logger.info(stop.stopping.aborted ? "second signal: cutting the session" : "stopping", { signal });
+      stop.request();
+    };
+    const onTerm = () => onSignal("SIGTERM");
+    const onInt = () => onSignal("SIGINT");
+    process.on("SIGTERM", onTerm);
+    process.on("SIGINT", onInt);
+    try {
+      const providers = config.server;
+      if (config.every === null) {
+        const results = await pollEachOnce({ providers, poll, stop });
+        for (const result of results) (isSuccess(result.outcome) ? io.out : io.err)(summary(result));
+        return results.length === 0 ? EXIT_CODES.interrupted : oneShotExitCode(results);
+      }
+      await runDaemon({
+        providers,
+        poll,
+        stop,
+        logger,
+        schedule: {
+          everyMs: config.every,
+          jitter: config.jitter,
+          backoffMs: config.backoff,
+          backoffMaxMs: config.backoffMax,
+        },
+      });
+      return 0;
+    } finally {
+      process.off("SIGTERM", onTerm);
+      process.off("SIGINT", onInt);
+      stop.dispose();
     }
-    const level = typeof v["log-level"] === "string" ? v["log-level"] : "info";
-    if (!["error", "warn", "info", "debug", "trace"].includes(level)) {
-      throw new UsageError(`${this.name}: bad --log-level`);
-    }
-    const result = await pull({
-      host: server.host,
-      port: server.port,
-      tls: mode,
-      ...(typeof v.ca === "string" ? { ca: readFileSync(v.ca, "utf8") } : {}),
-      insecure: v.insecure === true,
-      username: need("user"),
-      secret,
-      domains: need("domains").split(",").map((d) => d.trim()).filter((d) => d !== ""),
-      helo: typeof v.helo === "string" ? v.helo : hostname(),
-      localHost: local.host,
-      localPort: local.port,
-      timeoutMs,
-      logger: new Logger({ level: level as "info" }),
-    });
-    (result.exitCode === 0 || result.exitCode === 1 ? io.out : io.err)(
-      `pull: ${result.message} (${result.bytesToLocal} bytes to the local server)`,
-    );
-    return result.exitCode;
   },
 };
 
-function parseAddress(value: string, flag: string): { host: string; port: number } {
-  try {
-    const address = parseListen(value.includes(":") ? value : `${value}:366`);
-    if (address) return address;
-  } catch { /* fall through */ }
-  throw new UsageError(`pull: ${flag} must be HOST:PORT`);
+/** Loads and checks the settings from --config, the environment and the flags. */
+function settingsFrom(args: ParsedArgs, io: CliIo): PullConfig {
+  const flags: Partial<Record<PullKey, string | boolean>> = {};
+  for (const key of KEYS) {
+    const value = args.values[flagName(key)];
+    if (typeof value === "string" || typeof value === "boolean") flags[key] = value;
+  }
+  const file = typeof args.values.config === "string" ? args.values.config : null;
+  const loaded = loadPullConfig({ file, env: io.env, flags });
+  checkPullConfig(loaded);
+  return loaded.config;
+}
+
+/** Plaintext and unverified TLS are allowed, but said out loud (RFC 2645 8, RFC 2195 4). */
+function tlsWarnings(config: PullConfig): string[] {
+  if (config.tls === "none") {
+    return ["--tls none: the session is not encrypted; CRAM-MD5 protects the secret but not the mail"];
+  }
+  if (config.insecure) {
+    return ["--insecure: the provider's certificate is not verified; anyone on the path can read the mail"];
+  }
+  return [];
+}
+
+/** One line per provider for a one-shot run. */
+function summary(r: PollResult): string {
+  const count = r.outcome === "turned" || r.messages > 0
+    ? `, ${r.messages} message${r.messages === 1 ? "" : "s"}${r.counted ? "" : " (count incomplete)"}` +
+      (r.refused ? `, ${r.refused} refused by the local server` : "")
+    : "";
+  return `pull: ${r.provider}: ${r.message}${count} (${r.bytesToLocal} bytes to the local server, ${r.durationMs} ms)`;
 }

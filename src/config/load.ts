@@ -38,8 +38,14 @@ function normalise(name: string): string {
   return name.replace(/[-_]/g, "").toLowerCase();
 }
 
-/** Reads a config file into flat key/value pairs; TOML tables prefix their keys (`[smtp] listen`). */
-export function readConfigFile(path: string): Map<ConfigKey, unknown> {
+/**
+ * The table of customer settings (`[pull]`, or `"pull": {...}` in JSON): read by `pull` and
+ * `check-config` (src/customer/settings.ts), skipped by the relay's own settings.
+ */
+export const PULL_TABLE = "pull";
+
+/** Reads and parses a config file (`.json`, otherwise TOML) into its top-level object. */
+export function readConfigDocument(path: string): Record<string, unknown> {
   if (!existsSync(path)) throw new ConfigError("config", path, "file not found");
   const text = readFileSync(path, "utf8");
   let doc: TomlDocument | Record<string, unknown>;
@@ -51,6 +57,12 @@ export function readConfigFile(path: string): Map<ConfigKey, unknown> {
   if (doc === null || typeof doc !== "object" || Array.isArray(doc)) {
     throw new ConfigError("config", path, "the file must hold an object of settings");
   }
+  return doc;
+}
+
+/** Reads a config file into flat key/value pairs; TOML tables prefix their keys (`[smtp] listen`). */
+export function readConfigFile(path: string): Map<ConfigKey, unknown> {
+  const doc = readConfigDocument(path);
   const values = new Map<ConfigKey, unknown>();
   const put = (name: string, value: unknown) => {
     const key = BY_NORMALISED.get(normalise(name));
@@ -58,6 +70,7 @@ export function readConfigFile(path: string): Map<ConfigKey, unknown> {
     values.set(key, value);
   };
   for (const [name, value] of Object.entries(doc)) {
+    if (name === PULL_TABLE) continue;
     if (value !== null && typeof value === "object" && !Array.isArray(value)) {
       for (const [inner, innerValue] of Object.entries(value)) put(`${name}_${inner}`, innerValue);
     } else put(name, value);

@@ -62,6 +62,7 @@ test("pull returns when the local server stops reading and closes during a large
         helo: "customer.test",
         localHost: "127.0.0.1",
         localPort: (local.address() as net.AddressInfo).port,
+        connectTimeoutMs: 5000,
         timeoutMs: 5000,
         logger: silentLogger(),
       }),

@@ -1,7 +1,8 @@
 /**
  * `odmr-relay pull` (customer mode) interop: the real CLI command (runCli in-process) against the
  * in-process relay, bridging the reversed session into Postfix's real smtp-sink. Plaintext, STARTTLS
- * (`--tls starttls --ca`), implicit TLS; exit codes 0 (session ran), 1 (no mail), 3 (auth failed).
+ * (`--tls starttls --ca`), implicit TLS, a wrong CA with and without `--insecure`, the settings from
+ * a config file's `[pull]` table; exit codes 0 (session ran), 1 (no mail), 3 (auth failed), 4, 5, 6.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -16,7 +17,9 @@ import {
   startOdmrRelay,
   waitForAtrnAfter,
 } from "../server/odmr_helpers.ts";
-import { existsSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { tempDir } from "../support/temp.ts";
 
 const sinkMissing = ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"].some(existsSync)
   ? null
@@ -97,6 +100,7 @@ describe("odmr-relay pull into smtp-sink", { skip: sinkMissing ?? false }, () =>
       enqueue(relay.store, ["x@a.test", "y@example.test"], "Subject: two\r\n\r\nbody\r\n");
       const r = await run(port(), [...extra]);
       assert.equal(r.code, 0, r.out);
+      assert.match(r.out, /session ended, 21 messages /);
       const rec = await waitForAtrnAfter(relay, id0);
       assert.deepEqual([rec.outcome, rec.delivered, rec.tls], ["turned", 21, name !== "plaintext"]);
       assert.equal(sink.count(), before + 21);
@@ -125,6 +129,58 @@ describe("odmr-relay pull into smtp-sink", { skip: sinkMissing ?? false }, () =>
     assert.match(r.out, /certificate|self.signed|verify|unknown/i);
     assert.equal(sink.count(), before);
     assert.ok(queuedAddresses(relay).includes("v@example.test"));
+  });
+
+  it("a certificate from another CA is refused (exit 6), and accepted with --insecure and a warning", async () => {
+    const otherCa = makeTestCert(tempDir("odmr-other-ca-")).caFile;
+    enqueue(relay.store, ["w@example.test"], "Subject: w\r\n\r\nw\r\n");
+    const before = sink.count();
+    const refused = await run(relay.odmrPort, ["--ca", otherCa]);
+    assert.equal(refused.code, 6, refused.out);
+    assert.match(refused.out, /certificate|verify|unknown|issuer/i);
+    assert.equal(sink.count(), before);
+    assert.ok(queuedAddresses(relay).includes("w@example.test"));
+    const insecure = await run(relay.odmrPort, ["--ca", otherCa, "--insecure"]);
+    assert.equal(insecure.code, 0, insecure.out);
+    assert.match(insecure.out, /warning: --insecure: the provider's certificate is not verified/);
+    assert.ok(sink.count() > before);
+    assert.deepEqual(queuedAddresses(relay).filter((a) => a.endsWith("@example.test")), []);
+  });
+
+  it("settings from the config file's [pull] table, the secret from passwordFile; no domains: bare ATRN", async () => {
+    const dir = tempDir("odmr-pull-config-");
+    const secretFile = join(dir, "secret");
+    writeFileSync(secretFile, "alice-secret\n", { mode: 0o600 });
+    const file = join(dir, "odmr-relay.toml");
+    writeFileSync(
+      file,
+      [
+        'hostname = "customer.test"     # the relay\'s own settings are ignored by pull',
+        "[pull]",
+        `server = ["127.0.0.1:${relay.odmrPort}"]`,
+        'user = "alice"',
+        `password_file = "${secretFile}"`,
+        `ca = "${cert!.caFile}"`,
+        `smtp = "127.0.0.1:${sink.port}"`,
+        'log-level = "error"',
+        "",
+      ].join("\n"),
+    );
+    enqueue(relay.store, ["cfg@b.test"], "Subject: cfg\r\n\r\ncfg\r\n");
+    const before = sink.count();
+    let out = "";
+    const io = {
+      out: (t: string) => (out += t + "\n"),
+      err: (t: string) => (out += t + "\n"),
+      readStdin: () => Promise.resolve(""),
+      env: {},
+    };
+    const code = await runCli(["pull", "--config", file], io);
+    assert.equal(code, 0, out);
+    // Bare ATRN asks for every domain of the account (RFC 2645 5.2.1): a.test's and b.test's came too.
+    assert.ok(sink.count() > before);
+    assert.deepEqual(queuedAddresses(relay), []);
+    assert.equal(await runCli(["check-config", "--config", file, "--quiet"], io), 0, out);
   });
 
   it("no mail: exit 1", async () => {

@@ -4,7 +4,8 @@
  *
  * fetchmail gets a 0600 rcfile in a fresh temp FETCHMAILHOME (nothing written to ~ or /var/run) and runs
  * `fetchmail --nodetach --daemon 0 --pidfile --idfile -f rc -v -v` under a hard timeout. Exit codes are
- * fetchmail's: 0 turned and ended cleanly, 1 no mail (453), 3 authentication failed, 4 protocol error.
+ * fetchmail's, as measured with Debian's 6.4: 0 turned and ended cleanly, and also 0 for no mail (453);
+ * 128 for a rejected secret; 4 for a refused ATRN.
  *
  * @module
  */
