@@ -18,7 +18,9 @@ import { type HttpServer, serveHttp } from "./runtime/http_serve.ts";
 import { freeSpaceProbe, IntakeProtocol } from "./server/intake.ts";
 import { DomainLeases } from "./queue/leases.ts";
 import { startHousekeeping } from "./queue/housekeeping.ts";
+import { NewMailSignal } from "./queue/new_mail.ts";
 import { OutboundQueue } from "./queue/outbound_queue.ts";
+import { type WatchingSession, WatchSessions } from "./server/watch_sessions.ts";
 import { bounceForwarded, forwardPostmasterMail } from "./queue/postmaster.ts";
 import { Reporting } from "./queue/reporting.ts";
 import { ReportRouter, type Routed } from "./queue/report_router.ts";
@@ -48,6 +50,8 @@ export interface Relay {
   housekeeping: { tick(): Promise<void> };
   /** What the relay sends to the internet itself, and its worker. */
   outbound: { queue: OutboundQueue; worker: OutboundWorker };
+  /** Sessions watching for new mail (push delivery). */
+  watching(): WatchingSession[];
   /** Graceful stop; resolves when everything is closed. */
   stop(): Promise<void>;
 }
@@ -81,6 +85,12 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
     : null;
   const { reporting, outbound } = startReporting(config, store, state, logger, clock);
   const leases = new DomainLeases(() => clock.now());
+  const newMail = new NewMailSignal();
+  const watch = new WatchSessions(newMail, {
+    maxSessions: config.atrnMaxWatching,
+    maxMs: config.atrnWatchMaxDuration,
+    keepaliveMs: config.atrnWatchKeepalive,
+  }, clock);
   const housekeeping = startHousekeeping(store, {
     lifetimeMs: config.queueLifetime,
     logger,
@@ -90,6 +100,8 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
   });
   const stopAll = async () => {
     state.shuttingDown = true;
+    // Watching sessions say QUIT at once, so the listeners can drain.
+    watch.stopAll();
     housekeeping.stop();
     reporting.stop();
     await outbound.worker.stop();
@@ -130,8 +142,13 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
               tlsAvailable: tls !== null,
               shuttingDown: () => state.shuttingDown,
               freeSpace,
-              // Sessions finishing DATA together share one fsync (src/queue/group_commit.ts).
-              commit: (message, body) => committer.enqueue(message, body, { fromData: true }),
+              // Sessions finishing DATA together share one fsync (src/queue/group_commit.ts); then
+              // watching sessions of those domains are woken (push delivery).
+              commit: async (message, body) => {
+                const id = await committer.enqueue(message, body, { fromData: true });
+                newMail.notify(message.recipients.map((r) => r.domain));
+                return id;
+              },
               dataStarted: () => committer.beginData(),
               dataAbandoned: () => committer.abandonData(),
             },
@@ -180,7 +197,7 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
     });
     const dummyCramSecret = cramMd5Secret(generateSecret());
     const dummyPasswordHash = await makeDummyHash();
-    const deliverQueued = makeDeliver({ config, store, logger });
+    const deliverQueued = makeDeliver({ config, store, logger, watch, afterRecord: () => reporting.kick() });
     // Recipients the customer refused (or accepted with NOTIFY=SUCCESS) are reported right after.
     const deliver: typeof deliverQueued = async (...args) => {
       try {
@@ -216,6 +233,7 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
               leases,
               throttle,
               atrnRateLimit,
+              ...(config.atrnMaxWatching > 0 ? { watchAccepting: () => watch.accepting() } : {}),
               tlsAvailable: tls !== null,
               dummyCramSecret,
               dummyPasswordHash,
@@ -265,6 +283,7 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
         outbound: outbound.queue,
         onBounced: () => reporting.kick(),
         busyDomains: () => leases.busyDomains(),
+        watching: () => watch.list(),
         now: () => clock.now(),
         token: config.httpToken,
         listenerIsLoopback: isLoopback(config.httpListen.host),
@@ -288,6 +307,7 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
     reporting,
     outbound,
     housekeeping,
+    watching: () => watch.list(),
     stop() {
       stopped ??= stopAll();
       return stopped;

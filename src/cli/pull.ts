@@ -15,12 +15,16 @@ import {
   type PullKey,
 } from "../config/pull_fields.ts";
 import { pollEachOnce, type PollProvider, runDaemon } from "../customer/daemon.ts";
+
 import { EXIT_CODES, isSuccess, oneShotExitCode, type PollResult } from "../customer/outcome.ts";
 import { pull } from "../customer/pull.ts";
 import { checkPullConfig, loadPullConfig, loadSecret } from "../customer/settings.ts";
 import { GracefulStop } from "../customer/stop.ts";
 import { Logger } from "../log/logger.ts";
 import { type CliIo, type Command, noExtraPositionals, type ParsedArgs, UsageError } from "./command.ts";
+
+/** `--watch` without `--every`: how often to poll a provider that does not offer push delivery. */
+const WATCH_FALLBACK_EVERY_MS = 5 * 60_000;
 
 const KEYS = Object.keys(PULL_FIELDS) as PullKey[];
 
@@ -74,6 +78,7 @@ export const pullCommand: Command = {
         localPort: config.smtp.port,
         connectTimeoutMs: config.connectTimeout,
         timeoutMs: config.timeout,
+        watch: config.watch,
         logger,
         ...signals,
       });
@@ -88,7 +93,7 @@ export const pullCommand: Command = {
     process.on("SIGINT", onInt);
     try {
       const providers = config.server;
-      if (config.every === null) {
+      if (config.every === null && !config.watch) {
         const results = await pollEachOnce({ providers, poll, stop });
         for (const result of results) (isSuccess(result.outcome) ? io.out : io.err)(summary(result));
         return results.length === 0 ? EXIT_CODES.interrupted : oneShotExitCode(results);
@@ -99,7 +104,8 @@ export const pullCommand: Command = {
         stop,
         logger,
         schedule: {
-          everyMs: config.every,
+          // With --watch alone: the poll interval for a provider that does not offer push.
+          everyMs: config.every ?? WATCH_FALLBACK_EVERY_MS,
           jitter: config.jitter,
           backoffMs: config.backoff,
           backoffMaxMs: config.backoffMax,

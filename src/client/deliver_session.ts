@@ -30,6 +30,8 @@ import type { LineConnection } from "../net/line_connection.ts";
 import type { DeliverableMessage, QueueStore, RecipientOutcome } from "../queue/store.ts";
 import { type AbortKind, DeliveryAbort } from "./errors.ts";
 import { type ClientTimeouts, SmtpClient } from "./smtp_client.ts";
+import type { NewMailSignal } from "../queue/new_mail.ts";
+import { WATCH_KEYWORD } from "../smtp/ehlo.ts";
 
 /** The configuration fields the delivery session reads (all durations in milliseconds). */
 export type DeliveryConfig = Pick<
@@ -74,6 +76,30 @@ export interface DeliverOptions {
    * the oldest unrecorded one (default 200). `{ messages: 1 }` records after every message.
    */
   outcomeBatch?: { messages?: number; ms?: number };
+  /** Told after outcomes were recorded (so failures are reported without waiting for the session's end). */
+  afterRecord?: () => void;
+  /** Push delivery: keep the session open while the customer asks for it (see {@linkcode WatchOptions}). */
+  watch?: WatchOptions;
+}
+
+/**
+ * Push delivery (`pull --watch`): a customer whose EHLO reply lists {@linkcode WATCH_KEYWORD} keeps the
+ * turned session open after the queue is drained. New mail for the granted domains then goes out as soon
+ * as it is committed (woken by `newMail`, no polling), and NOOP every `keepaliveMs` keeps the session and
+ * the customer's own connection alive. After `maxMs` the relay says QUIT and the customer reconnects.
+ */
+export interface WatchOptions {
+  newMail: NewMailSignal;
+  maxMs: number;
+  keepaliveMs: number;
+  /** Takes a watching slot (`atrnMaxWatching`); false: the session ends as usual. */
+  enter(): boolean;
+  /** Gives the slot back. */
+  leave(): void;
+  /** Extends the domain lease while watching (it is held all the time: another ATRN gets 451). */
+  renew(): void;
+  /** Aborts the watch (shutdown): the relay says QUIT. */
+  stop?: AbortSignal;
 }
 
 /** Default group-commit size for outcomes (messages per transaction). */
@@ -155,6 +181,7 @@ export async function deliverQueued(options: DeliverOptions): Promise<DeliverRes
 
   const batch = new OutcomeBatch(store, log, options.outcomeBatch);
   let abort: DeliveryAbort | null = null;
+  let watching: WatchOptions | null = null;
   try {
     const greeting = await client.readGreeting();
     // RFC 5321 4.2: the greeting starts with the server's name; it is the DSN's Remote-MTA.
@@ -164,39 +191,85 @@ export async function deliverQueued(options: DeliverOptions): Promise<DeliverRes
     // extension), the relay reports "relayed" once the customer has accepted the message.
     const reportsSuccess = client.capabilities.has("DSN");
     let afterId = 0;
-    pages: for (;;) {
-      // Record first, so the next look at the queue (and the "look again before QUIT") sees every outcome.
-      if (!batch.flush()) break;
-      // Keyset pagination: each page starts after the last message attempted, so a deferred message is not
-      // tried twice and mail that arrived meanwhile (higher ids) is found by the next look.
-      const page = store.nextDeliverable(domains, afterId, options.pageSize ?? 50);
-      if (page.length === 0) break;
-      for (const message of page) {
-        if (!client.usable) {
-          // Closed between messages (customer hung up, session limit): nothing more is attempted.
-          abort = client.abortReason ?? new DeliveryAbort("lost", "4.4.2 Connection closed by the customer");
-          break pages;
+    const watch = options.watch && client.capabilities.has(WATCH_KEYWORD) && options.watch.enter()
+      ? options.watch
+      : null;
+    const watchUntil = watch ? now() + watch.maxMs : 0;
+    // Ends the wait at once when the customer hangs up or the relay stops, so the lease goes with it.
+    const watchEnd = new AbortController();
+    if (watch) {
+      watching = watch;
+      // The whole-session cap gives way to the watch's own limit.
+      clearTimeout(timer);
+      void conn.closed.then(() => watchEnd.abort());
+      if (watch.stop?.aborted) watchEnd.abort();
+      else watch.stop?.addEventListener("abort", () => watchEnd.abort(), { once: true });
+      log?.info("watching", { maxMs: watch.maxMs, keepaliveMs: watch.keepaliveMs });
+    }
+    let mark = watch?.newMail.mark(domains);
+    drain: for (;;) {
+      pages: for (;;) {
+        // Record first, so the next look at the queue (and the "look again before QUIT") sees every outcome.
+        if (!batch.flush()) break;
+        // Keyset pagination: each page starts after the last message attempted, so a deferred message is not
+        // tried twice and mail that arrived meanwhile (higher ids) is found by the next look.
+        const page = store.nextDeliverable(domains, afterId, options.pageSize ?? 50);
+        if (page.length === 0) break;
+        for (const message of page) {
+          if (!client.usable) {
+            // Closed between messages (customer hung up, session limit): nothing more is attempted.
+            abort = client.abortReason ??
+              new DeliveryAbort("lost", "4.4.2 Connection closed by the customer");
+            break pages;
+          }
+          if (batch.failed) break pages;
+          afterId = message.id;
+          counts.messages++;
+          const result = await client.sendMessage(message, () => store.readBody(message.id));
+          // Queued for the next group commit; nothing was removed before the customer's 250 (DESIGN 6).
+          batch.add(message.id, forTheRecord(message, result.outcomes, remoteMta, reportsSuccess));
+          counts.delivered += result.delivered;
+          counts.deferred += result.deferred;
+          counts.failed += result.failed;
+          log?.info("message attempted", {
+            msgId: message.id,
+            delivered: result.delivered,
+            deferred: result.deferred,
+            failed: result.failed,
+          });
+          if (result.abort !== null) {
+            abort = result.abort;
+            break pages;
+          }
         }
-        if (batch.failed) break pages;
-        afterId = message.id;
-        counts.messages++;
-        const result = await client.sendMessage(message, () => store.readBody(message.id));
-        // Queued for the next group commit; nothing was removed before the customer's 250 (DESIGN 6).
-        batch.add(message.id, forTheRecord(message, result.outcomes, remoteMta, reportsSuccess));
-        counts.delivered += result.delivered;
-        counts.deferred += result.deferred;
-        counts.failed += result.failed;
-        log?.info("message attempted", {
-          msgId: message.id,
-          delivered: result.delivered,
-          deferred: result.deferred,
-          failed: result.failed,
-        });
-        if (result.abort !== null) {
-          abort = result.abort;
-          break pages;
-        }
+        // Take the mark before the next look: mail committed after it wakes the watch.
+        if (watch) mark = watch.newMail.mark(domains);
       }
+      if (!watch || abort !== null || batch.failed) break drain;
+      // Drained: record, then wait for new mail (or the keepalive) while the customer watches.
+      if (!batch.flush()) break drain;
+      options.afterRecord?.();
+      for (;;) {
+        const left = watchUntil - now();
+        if (left <= 0 || watchEnd.signal.aborted || !client.usable) break drain;
+        const woken = await watch.newMail.wait(mark!, Math.min(left, watch.keepaliveMs), watchEnd.signal);
+        if (!client.usable) break drain;
+        watch.renew();
+        if (woken) continue drain;
+        if (now() >= watchUntil || watchEnd.signal.aborted) break drain;
+        // RFC 5321 4.5.3.2.7: servers time out idle clients after 5 minutes; NOOP well before that.
+        try {
+          await client.noop();
+        } catch (err) {
+          abort = err instanceof DeliveryAbort ? err : new DeliveryAbort("lost", "4.4.2 Watch ended");
+          break drain;
+        }
+        // A look after each keepalive also finds mail that no commit announced (a released hold).
+        continue drain;
+      }
+    }
+    if (abort === null && !client.usable) {
+      abort = client.abortReason ?? new DeliveryAbort("lost", "4.4.2 Connection closed by the customer");
     }
     if (abort === null && batch.flush()) {
       await client.quit();
@@ -214,6 +287,7 @@ export async function deliverQueued(options: DeliverOptions): Promise<DeliverRes
       });
     }
   } finally {
+    watching?.leave();
     clearTimeout(timer);
     options.signal?.removeEventListener("abort", onCancel);
     // Whatever ended the session, what the customer confirmed is recorded now (or stays queued).

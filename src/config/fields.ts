@@ -369,6 +369,22 @@ export const CONFIG_FIELDS = {
   atrnDataInitTimeout: duration("2m", 1000, "Wait for the 354 reply to DATA", "RFC 5321 4.5.3.2.4"),
   atrnDataBlockTimeout: duration("3m", 1000, "Wait for a block of data to be sent", "RFC 5321 4.5.3.2.5"),
   atrnDataTermTimeout: duration("10m", 1000, "Wait for the reply to the final dot", "RFC 5321 4.5.3.2.6"),
+  atrnMaxWatching: count(
+    100,
+    0,
+    "Most sessions watching for new mail at once (pull --watch); 0 turns push off",
+  ),
+  atrnWatchMaxDuration: duration(
+    "1h",
+    MINUTE,
+    "Longest watching (push) session; then QUIT, and the customer reconnects",
+  ),
+  atrnWatchKeepalive: duration(
+    "2m",
+    1000,
+    "NOOP interval in a watching session (well under the usual 5-minute server timeout)",
+    "RFC 5321 4.5.3.2.7",
+  ),
   atrnPipelining: choice(
     ["auto", "always", "never"] as const,
     "auto",

@@ -159,6 +159,10 @@ export const PULL_FIELDS = {
     MIN_POLL_INTERVAL_MS,
     'Poll this often and keep running (daemon); "off": poll each provider once and exit',
   ),
+  watch: yesNo(
+    false,
+    "Push: ask the provider (XWATCH) to keep the session open and send new mail at once; runs as a daemon",
+  ),
   jitter: fraction(0.1, "Each wait is longer by up to this fraction of it, at random (spreads the polls)"),
   backoff: duration("30s", 1000, "Wait after a failed poll; doubles with each further failure in a row"),
   backoffMax: duration("15m", 1000, "Longest wait after failures in a row"),

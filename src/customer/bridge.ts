@@ -14,6 +14,7 @@ import type net from "node:net";
 import type { LineConnection } from "../net/line_connection.ts";
 import { dial } from "./dial.ts";
 import { SessionTally } from "./session_tally.ts";
+import { WatchAdvertiser } from "./watch_offer.ts";
 
 /** Options of {@link bridge}. */
 export interface BridgeOptions {
@@ -25,6 +26,8 @@ export interface BridgeOptions {
   timeoutMs: number;
   /** Cuts the session at once (both sockets closed): the provider keeps what was not confirmed. */
   abandon?: AbortSignal;
+  /** Push delivery: add `XWATCH` to the local server's EHLO reply (watch_offer.ts). */
+  advertiseWatch?: boolean;
 }
 
 /** How a bridged session ended. */
@@ -75,11 +78,14 @@ export async function bridge(conn: LineConnection, options: BridgeOptions): Prom
   else options.abandon?.addEventListener("abort", onAbandon, { once: true });
   // local -> provider: the greeting and the replies. The tally sees each chunk before the provider
   // can answer it, so it knows about a 354 before the message content arrives.
+  const advertiser = options.advertiseWatch ? new WatchAdvertiser() : null;
   local.on("data", (chunk: Uint8Array) => {
-    toProvider += chunk.length;
     tally.fromLocal(chunk);
+    const out = advertiser ? advertiser.fromLocal(chunk) : chunk;
+    if (out.length === 0) return;
+    toProvider += out.length;
     local.pause();
-    conn.write(chunk).then(() => local.resume(), () => local.destroy());
+    conn.write(out).then(() => local.resume(), () => local.destroy());
   });
   // provider -> local: the commands and message content.
   const pump = (async () => {
@@ -88,6 +94,7 @@ export async function bridge(conn: LineConnection, options: BridgeOptions): Prom
         const chunk = await conn.readChunk({ timeoutMs: options.timeoutMs });
         if (local.destroyed) break;
         toLocal += chunk.length;
+        advertiser?.fromProvider(chunk);
         const flushed = local.write(chunk);
         tally.fromProvider(chunk);
         // Backpressure: wait for the local server to take the data, but not past its closing or the

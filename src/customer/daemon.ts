@@ -15,6 +15,9 @@ import { isSuccess, type PollResult } from "./outcome.ts";
 import { nextWaitMs, type PollSchedule, sleep } from "./schedule.ts";
 import type { GracefulStop } from "./stop.ts";
 
+/** Wait before a new watching session after one ended normally. */
+export const WATCH_RECONNECT_MS = 1000;
+
 /** Polls one provider; `stop` and `abandon` come from the {@link GracefulStop}. */
 export type PollProvider = (
   provider: HostPort,
@@ -67,7 +70,10 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
       if (due[i]! > now()) continue;
       const result = await options.poll(provider, signalsOf(stop));
       failures[i] = isSuccess(result.outcome) ? 0 : failures[i]! + 1;
-      const wait = nextWaitMs(schedule, failures[i]!, random);
+      // A watch that ended well (its time was up, or the provider restarts) reconnects at once.
+      const wait = result.watched && isSuccess(result.outcome)
+        ? WATCH_RECONNECT_MS
+        : nextWaitMs(schedule, failures[i]!, random);
       due[i] = now() + wait;
       logPoll(logger, result, result.outcome === "interrupted" ? null : wait);
       options.onPoll?.(result);

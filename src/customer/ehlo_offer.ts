@@ -3,6 +3,7 @@
  * a sentence saying why. `pull` reads this before it sends AUTH, so a provider that offers AUTH only
  * under TLS (Exim 4.99's default) is reported as such, not as a bad secret after a `503`.
  */
+import { WATCH_KEYWORD } from "../smtp/ehlo.ts";
 
 /** The mechanism `pull` authenticates with: RFC 2645 5.1.1 makes CRAM-MD5 (RFC 2195) mandatory. */
 export const WANTED_MECHANISM = "CRAM-MD5";
@@ -13,6 +14,8 @@ export interface EhloOffer {
   atrn: boolean;
   /** RFC 3207 4. */
   starttls: boolean;
+  /** The provider offers push delivery (XWATCH, src/smtp/ehlo.ts). */
+  watch: boolean;
   /** RFC 4954 3: the mechanisms after `AUTH` (upper case); null when AUTH is not listed at all. */
   authMechanisms: string[] | null;
 }
@@ -24,6 +27,7 @@ export interface EhloOffer {
 export function readEhloOffer(lines: readonly string[]): EhloOffer {
   let atrn = false;
   let starttls = false;
+  let watch = false;
   let authMechanisms: string[] | null = null;
   for (const line of lines.slice(1)) {
     const [keyword = "", ...params] = line.trim().split(/[\s=]+/);
@@ -34,12 +38,15 @@ export function readEhloOffer(lines: readonly string[]): EhloOffer {
       case "STARTTLS":
         starttls = true;
         break;
+      case WATCH_KEYWORD:
+        watch = true;
+        break;
       case "AUTH":
         authMechanisms = [...new Set([...(authMechanisms ?? []), ...params.map((p) => p.toUpperCase())])];
         break;
     }
   }
-  return { atrn, starttls, authMechanisms };
+  return { atrn, starttls, watch, authMechanisms };
 }
 
 /**

@@ -53,6 +53,8 @@ export interface PollResult {
   bytesToLocal: number;
   bytesToProvider: number;
   durationMs: number;
+  /** The session was held open for push delivery (XWATCH); the next one can start at once. */
+  watched?: boolean;
 }
 
 /** A poll that did its job: mail collected, or none waiting. */

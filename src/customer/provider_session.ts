@@ -6,6 +6,7 @@
 import { Buffer } from "node:buffer";
 import { createHmac } from "node:crypto";
 import { LineConnection } from "../net/line_connection.ts";
+import { WATCH_KEYWORD } from "../smtp/ehlo.ts";
 import { type ParsedReply, ReplyParser } from "../smtp/reply.ts";
 import { dial } from "./dial.ts";
 import { offerProblem, readEhloOffer, WANTED_MECHANISM } from "./ehlo_offer.ts";
@@ -36,12 +37,16 @@ export interface ProviderOptions {
   connectTimeoutMs: number;
   /** Wait for each reply (ATRN's at least {@link MIN_ATRN_REPLY_WAIT_MS}). */
   timeoutMs: number;
+  /** Ask for push delivery (XWATCH) when the provider offers it. */
+  watch?: boolean;
 }
 
 /** The connection turned: the provider is now the SMTP client on `conn`. */
 export interface Turned {
   kind: "turned";
   conn: LineConnection;
+  /** The provider accepted XWATCH: the session stays open for new mail after the queue is drained. */
+  watching: boolean;
 }
 
 /** The session ended before a turn. */
@@ -133,13 +138,19 @@ async function converse(conn: LineConnection, options: ProviderOptions): Promise
   // RFC 4954 6: 535 is a rejected secret; 454 and the rest say nothing about the secret.
   if (auth.code === 535) return ended("auth-failed", `authentication failed: ${text(auth)}`);
   if (auth.code !== 235) return ended("refused", `AUTH not completed: ${text(auth)}`);
+  // Push delivery (src/smtp/ehlo.ts): asked before ATRN, so ATRN turns even when no mail waits.
+  let watching = false;
+  if (options.watch && readEhloOffer(ehlo.lines).watch) {
+    await send(WATCH_KEYWORD);
+    watching = (await readReply(conn, timeoutMs)).code === 250;
+  }
   await send(options.domains.length > 0 ? `ATRN ${options.domains.join(",")}` : "ATRN");
   const atrn = await readReply(conn, Math.max(timeoutMs, MIN_ATRN_REPLY_WAIT_MS));
   // RFC 2645 5.2.1 and 7: 453 no mail, 530 not authenticated, 450/451 refused or not now.
   if (atrn.code === 453) return ended("no-mail", "no mail");
   if (atrn.code === 530) return ended("auth-failed", `ATRN: ${text(atrn)}`);
   if (atrn.code !== 250) return ended("refused", `ATRN refused: ${text(atrn)}`);
-  return { kind: "turned", conn };
+  return { kind: "turned", conn, watching };
 }
 
 async function readReply(conn: LineConnection, timeoutMs: number): Promise<ParsedReply> {

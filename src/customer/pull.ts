@@ -53,6 +53,7 @@ export async function pull(options: PullOptions): Promise<PollResult> {
     connectTimeoutMs: options.connectTimeoutMs,
     timeoutMs: options.timeoutMs,
     ...(options.abandon ? { abandon: options.abandon } : {}),
+    advertiseWatch: session.watching,
   });
   const { tally } = bridged;
   if (!bridged.reached) {
@@ -74,5 +75,6 @@ export async function pull(options: PullOptions): Promise<PollResult> {
     counted: tally.counted,
     bytesToLocal: bridged.bytesToLocal,
     bytesToProvider: bridged.bytesToProvider,
+    watched: session.watching,
   });
 }

@@ -24,6 +24,7 @@ import { PAGE_HEADERS, renderStatusPage } from "./page.ts";
 import { queueRoutes } from "./queue_routes.ts";
 import type { OutboundQueue } from "../queue/outbound_queue.ts";
 import type { ReportStore } from "../queue/report_store.ts";
+import type { WatchingSession } from "../server/watch_sessions.ts";
 import { buildStatus } from "./status.ts";
 
 /** What the HTTP API needs from the running relay. */
@@ -50,6 +51,8 @@ export interface AppDeps {
   onBounced?: () => void;
   /** Domains being delivered right now: their mail cannot be bounced until the session ends. */
   busyDomains?: () => readonly string[];
+  /** Sessions watching for new mail (push delivery). */
+  watching?: () => WatchingSession[];
 }
 
 /** Builds the HTTP API. */
@@ -62,6 +65,7 @@ export function createApp(deps: AppDeps): Hono {
     state: deps.state,
     reports: deps.reports,
     outbound: deps.outbound,
+    watching: deps.watching?.() ?? [],
     version: deps.version ?? VERSION,
     runtime: `${runtime.name} ${runtime.version}`,
     now: now(),

@@ -11,6 +11,7 @@ import process from "node:process";
 import type { OutboundQueue } from "../queue/outbound_queue.ts";
 import type { ReportStore } from "../queue/report_store.ts";
 import type { QueueStore } from "../queue/store.ts";
+import type { WatchingSession } from "../server/watch_sessions.ts";
 import type { LabeledCounter, RelayState } from "../relay_state.ts";
 
 /** The content type Prometheus expects for the text format. */
@@ -77,6 +78,7 @@ export interface MetricsSources {
   state: RelayState;
   reports?: ReportStore | undefined;
   outbound?: OutboundQueue | undefined;
+  watching?: readonly WatchingSession[];
   version: string;
   runtime: string;
   now: number;
@@ -229,6 +231,12 @@ export function renderMetrics(src: MetricsSources): string {
     "gauge",
     "Recipients that failed (or were relayed with NOTIFY=SUCCESS) whose DSN is not queued yet.",
     failed?.recipients ?? 0,
+  );
+  out.one(
+    "odmr_relay_watching_sessions",
+    "gauge",
+    "Turned sessions kept open for push delivery (pull --watch).",
+    src.watching?.length ?? 0,
   );
   out.one(
     "odmr_relay_outbound_pending",

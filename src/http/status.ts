@@ -9,6 +9,7 @@
 import type { OutboundQueue } from "../queue/outbound_queue.ts";
 import type { ReportStore } from "../queue/report_store.ts";
 import { postmasterMailboxCount } from "../queue/postmaster.ts";
+import type { WatchingSession } from "../server/watch_sessions.ts";
 import type { QueueStore } from "../queue/store.ts";
 import type { ListenerInfo, RelayState } from "../relay_state.ts";
 
@@ -61,6 +62,8 @@ export interface StatusReport {
   };
   /** Mail that could not be delivered (or was relayed with NOTIFY=SUCCESS) whose DSN is not yet queued. */
   failed: { recipients: number; messages: number };
+  /** Turned sessions kept open for push delivery (`pull --watch`). */
+  watching: { cid: string; username: string; domains: readonly string[]; since: string }[];
   /** Messages in the relay's own postmaster mailbox (bare RCPT TO:<Postmaster>), until deleted. */
   postmaster: { messages: number };
   /** DSNs, notices and postmaster copies waiting to go out (the outbound queue). */
@@ -76,6 +79,7 @@ export interface StatusSources {
   /** Absent in tests that build the app without the reporting side. */
   reports?: ReportStore | undefined;
   outbound?: OutboundQueue | undefined;
+  watching?: readonly WatchingSession[];
   version: string;
   runtime: string;
   now: number;
@@ -133,6 +137,7 @@ export function buildStatus(src: StatusSources, recentSessions = 10): StatusRepo
     failed: src.reports?.pendingCounts() ?? { recipients: 0, messages: 0 },
     dsnsPending: outboundStatus(src.outbound),
     postmaster: { messages: postmasterMailboxCount(store.database) },
+    watching: (src.watching ?? []).map((w) => ({ ...w, since: iso(w.since) })),
     domains,
     recentAtrnSessions: store.recentAtrnSessions(recentSessions).map((s) => ({
       id: s.id,

@@ -26,7 +26,7 @@ import type { LineConnection } from "../net/line_connection.ts";
 import type { DomainLeases } from "../queue/leases.ts";
 import type { Account, QueueStore } from "../queue/store.ts";
 import type { RelayState } from "../relay_state.ts";
-import { buildEhloReply } from "../smtp/ehlo.ts";
+import { buildEhloReply, WATCH_KEYWORD } from "../smtp/ehlo.ts";
 import { parseAtrnDomains } from "../smtp/domain.ts";
 import {
   C214Help,
@@ -35,11 +35,13 @@ import {
   C235AuthSucceeded,
   C250AtrnReversing,
   C250Ok,
+  C250WatchAccepted,
   C334Challenge,
   C421TooManyErrors,
   C450AtrnRateLimited,
   C450AtrnRefused,
   C451AtrnUnavailable,
+  C452TooManyWatching,
   C453NoMail,
   C454AuthTemporaryFailure,
   C500AuthLineTooLong,
@@ -89,7 +91,21 @@ export interface DeliveryReport {
 type AtrnOutcome = "turned" | "error" | "no-mail" | "refused" | "busy";
 
 /** Delivers the queued mail of `domains` over `conn`, which is now the customer's SMTP server. */
-export type Deliver = (conn: LineConnection, domains: string[], logger: Logger) => Promise<DeliveryReport>;
+export type Deliver = (
+  conn: LineConnection,
+  domains: string[],
+  logger: Logger,
+  session: TurnedSession,
+) => Promise<DeliveryReport>;
+
+/** What the delivery knows about the session it runs in. */
+export interface TurnedSession {
+  /** Connection id (logs, the list of watching sessions). */
+  cid: string;
+  username: string;
+  /** Extends the lease on the session's domains (a watching session holds them all along). */
+  renewLease(): void;
+}
 
 /** What an ODMR session needs from the relay. */
 export interface OdmrDeps {
@@ -101,6 +117,8 @@ export interface OdmrDeps {
   throttle: AuthThrottle;
   /** ATRN commands per account (config `atrnMaxPerMinute`). */
   atrnRateLimit: SlidingWindowLimit;
+  /** Push delivery: whether a session may ask for it now (XWATCH); absent: not offered. */
+  watchAccepting?: () => boolean;
   tlsAvailable: boolean;
   /** A CRAM-MD5 secret and a scrypt hash that match nothing, for unknown users (equal work). */
   dummyCramSecret: string;
@@ -122,6 +140,8 @@ export class OdmrProtocol implements Protocol {
   #ehlo = false;
   #account: Account | null = null;
   #authFailures = 0;
+  /** The customer asked for push delivery (XWATCH): ATRN turns even with no mail waiting. */
+  #watchRequested = false;
 
   constructor(deps: OdmrDeps, conn: LineConnection, cid: string) {
     this.#deps = deps;
@@ -134,6 +154,7 @@ export class OdmrProtocol implements Protocol {
       HELO: notHere,
       AUTH: (arg) => this.#auth(arg),
       ATRN: (arg) => this.#atrnOr451(arg),
+      [WATCH_KEYWORD]: (arg) => this.#watch(arg),
       STARTTLS: (arg) => this.#startTls(arg),
       NOOP: () => ({ reply: C250Ok }),
       RSET: (arg) => ({ reply: arg ? C501NoArguments("RSET") : C250Ok }),
@@ -201,6 +222,7 @@ export class OdmrProtocol implements Protocol {
     if (auth) keywords.push(auth);
     if (this.#deps.tlsAvailable && !this.#conn.isTls) keywords.push("STARTTLS");
     keywords.push("ATRN", "ENHANCEDSTATUSCODES");
+    if (this.#deps.watchAccepting?.()) keywords.push(WATCH_KEYWORD);
     return { reply: buildEhloReply(this.#deps.config.hostname, "ODMR service ready", keywords) };
   }
 
@@ -211,6 +233,16 @@ export class OdmrProtocol implements Protocol {
     // RFC 3207 4.2 would make us forget the identity; simpler to refuse STARTTLS after AUTH.
     if (this.#account) return { reply: C503AlreadyAuthenticated };
     return { reply: C220ReadyToStartTls, effect: { kind: "startTls" } };
+  }
+
+  /** XWATCH (a local extension, src/smtp/ehlo.ts): the next ATRN turns even when no mail waits. */
+  #watch(arg: string): HandlerResult {
+    if (!this.#ehlo) return { reply: C503NeedHelo };
+    if (arg) return { reply: C501NoArguments(WATCH_KEYWORD) };
+    if (!this.#deps.watchAccepting) return { reply: C502NotImplemented };
+    if (!this.#deps.watchAccepting()) return { reply: C452TooManyWatching };
+    this.#watchRequested = true;
+    return { reply: C250WatchAccepted };
   }
 
   // ------------------------------------------------------------------- AUTH
@@ -410,7 +442,10 @@ export class OdmrProtocol implements Protocol {
     }
     const deliverable = domains.filter((d) => !owned.get(d)!.hold);
     // An index probe per domain: the answer comes in milliseconds (fetchmail gives up at 300 s).
-    if (!store.hasQueuedMail(deliverable)) return record("no-mail", C453NoMail, "no queued mail");
+    // A customer that asked to watch gets the turn even with nothing queued: it waits for new mail.
+    if (!this.#watchRequested && !store.hasQueuedMail(deliverable)) {
+      return record("no-mail", C453NoMail, "no queued mail");
+    }
     const owner = this.#cid;
     if (!leases.tryAcquire(domains, owner, config.atrnSessionTimeout + 60_000)) {
       return record("busy", C451AtrnUnavailable, "domain busy in another session");
@@ -419,7 +454,11 @@ export class OdmrProtocol implements Protocol {
       const sessionLogger = logger.child({ atrn: domains.join(",") });
       let report: DeliveryReport;
       try {
-        report = await this.#deps.deliver(this.#conn, deliverable, sessionLogger);
+        report = await this.#deps.deliver(this.#conn, deliverable, sessionLogger, {
+          cid: owner,
+          username: account.username,
+          renewLease: () => void leases.tryAcquire(domains, owner, config.atrnSessionTimeout + 60_000),
+        });
       } catch (error) {
         sessionLogger.error("delivery failed", { error: String(error) });
         report = { delivered: 0, deferred: 0, failed: 0, outcome: "error", detail: "internal error" };

@@ -8,16 +8,28 @@ import { deliverQueued } from "../client/deliver_session.ts";
 import type { Logger } from "../log/logger.ts";
 import type { QueueStore } from "../queue/store.ts";
 import type { Deliver } from "./odmr.ts";
+import type { WatchSessions } from "./watch_sessions.ts";
 
 /** Builds the delivery function the ODMR protocol calls at the turn. */
-export function makeDeliver(deps: { config: Config; store: QueueStore; logger: Logger }): Deliver {
-  return async (conn, domains, logger) => {
+export function makeDeliver(deps: {
+  config: Config;
+  store: QueueStore;
+  logger: Logger;
+  /** Push delivery (`pull --watch`); absent: every session ends once the queue is drained. */
+  watch?: WatchSessions;
+  /** Outcomes were recorded (the DSN step may have work). */
+  afterRecord?: () => void;
+}): Deliver {
+  return async (conn, domains, logger, session) => {
+    const watch = deps.watch?.optionsFor(session, domains);
     const result = await deliverQueued({
       conn,
       store: deps.store,
       domains,
       hostname: deps.config.hostname,
       config: deps.config,
+      ...(watch ? { watch } : {}),
+      ...(deps.afterRecord ? { afterRecord: deps.afterRecord } : {}),
       logger,
     });
     logger.info("delivery", {

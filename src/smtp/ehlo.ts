@@ -74,3 +74,13 @@ export function sizeLimitOf(capabilities: Capabilities): number | undefined {
   const value = params[0] ?? "";
   return /^\d{1,20}$/.test(value) ? Number(value) : undefined;
 }
+
+/**
+ * Push delivery (`pull --watch`), a local extension (RFC 5321 2.2.2: X-keywords and X-verbs are for
+ * local use). Before the turn the relay lists `XWATCH` in its ODMR EHLO reply; a customer that wants
+ * push sends the verb `XWATCH` before ATRN, and the ATRN then turns even when no mail waits. After the
+ * turn the customer's side lists `XWATCH` in ITS EHLO reply, and only then does the relay keep the
+ * session open after draining the queue. fetchmail does neither (and relays its local MTA's EHLO
+ * reply), so fetchmail sessions behave as before.
+ */
+export const WATCH_KEYWORD = "XWATCH";

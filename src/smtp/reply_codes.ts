@@ -71,6 +71,13 @@ export const C250Queued = (id: string): Reply => define(250, "2.0.0", `Ok: queue
 /** `250 <host>` reply to HELO: a single line, never the EHLO keyword list (RFC 5321 4.1.1.1). */
 export const C250Helo = (host: string): Reply => define(250, undefined, host);
 
+/** `250 2.0.0` to XWATCH: the turned session will stay open for new mail (src/smtp/ehlo.ts). */
+export const C250WatchAccepted = define(
+  250,
+  "2.0.0",
+  "Watch: after ATRN the session stays open for new mail",
+);
+
 /** `250 2.0.0 OK now reversing the connection` to ATRN (RFC 2645 5.2.1, wording from its example). */
 export const C250AtrnReversing = define(250, "2.0.0", "OK now reversing the connection");
 
@@ -133,6 +140,9 @@ export const C432PasswordTransition = define(432, "4.7.12", "A password transiti
 
 /** `450 4.7.1 ATRN request refused` (RFC 2645 5.2.1): one text for every refusal, so no domain enumeration. */
 export const C450AtrnRefused = define(450, "4.7.1", "ATRN request refused");
+
+/** `452 4.3.2` to XWATCH when `atrnMaxWatching` sessions already watch: poll as usual. */
+export const C452TooManyWatching = define(452, "4.3.2", "Too many watching sessions; poll instead");
 
 /** `450 4.7.0` to an account polling faster than `atrnMaxPerMinute` (RFC 2645 5.2.1 allows 450). */
 export const C450AtrnRateLimited = define(450, "4.7.0", "Too many ATRN requests, try again later");

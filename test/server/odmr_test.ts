@@ -41,7 +41,8 @@ describe("odmr: EHLO and commands that are not here", () => {
       < 250-mx.relay.test ODMR service ready
       < 250-AUTH CRAM-MD5
       < 250-ATRN
-      < 250 ENHANCEDSTATUSCODES
+      < 250-ENHANCEDSTATUSCODES
+      < 250 XWATCH
       > QUIT
       < 221 2.0.0 *
       <close`,
@@ -55,6 +56,7 @@ describe("odmr: EHLO and commands that are not here", () => {
       > HELO customer.test
       < 502 5.5.1 *
       > EHLO customer.test
+      < 250-*
       < 250-*
       < 250-*
       < 250-*
@@ -83,6 +85,7 @@ describe("odmr: EHLO and commands that are not here", () => {
       > AUTH CRAM-MD5
       < 503 5.5.1 *
       > EHLO customer.test
+      < 250-*
       < 250-*
       < 250-*
       < 250-*
@@ -152,6 +155,7 @@ describe("odmr: AUTH", () => {
       < 250-*
       < 250-*
       < 250-*
+      < 250-*
       < 250 *
       > AUTH DIGEST-MD5
       < 504 5.5.4 Unrecognized authentication type
@@ -167,6 +171,7 @@ describe("odmr: AUTH", () => {
       relay.odmrPort,
       `${ODMR_GREETING}
       > EHLO customer.test
+      < 250-*
       < 250-*
       < 250-*
       < 250-*
@@ -234,6 +239,7 @@ describe("odmr: AUTH", () => {
       < 250-*
       < 250-*
       < 250-*
+      < 250-*
       < 250 *
       > AUTH CRAM-MD5
       < 334 *
@@ -264,7 +270,8 @@ describe("odmr: STARTTLS, PLAIN and LOGIN under TLS", () => {
       < 250-AUTH CRAM-MD5
       < 250-STARTTLS
       < 250-ATRN
-      < 250 ENHANCEDSTATUSCODES
+      < 250-ENHANCEDSTATUSCODES
+      < 250 XWATCH
       > STARTTLS
       < 220 2.0.0 *
       !tls
@@ -272,7 +279,8 @@ describe("odmr: STARTTLS, PLAIN and LOGIN under TLS", () => {
       < 250-mx.relay.test ODMR service ready
       < 250-AUTH CRAM-MD5 PLAIN LOGIN
       < 250-ATRN
-      < 250 ENHANCEDSTATUSCODES`;
+      < 250-ENHANCEDSTATUSCODES
+      < 250 XWATCH`;
 
   it("EHLO offers STARTTLS before TLS; after it AUTH CRAM-MD5 PLAIN LOGIN and no STARTTLS; PLAIN succeeds", async () => {
     await runTranscript(
@@ -312,7 +320,8 @@ describe("odmr: STARTTLS, PLAIN and LOGIN under TLS", () => {
       < 250-mx.relay.test ODMR service ready
       < 250-AUTH CRAM-MD5 PLAIN LOGIN
       < 250-ATRN
-      < 250 ENHANCEDSTATUSCODES`,
+      < 250-ENHANCEDSTATUSCODES
+      < 250 XWATCH`,
       { implicitTls: true, ca: cert.caPem },
     );
   });

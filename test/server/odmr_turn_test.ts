@@ -14,7 +14,6 @@ import { playTranscript, TranscriptPeer } from "../support/transcript.ts";
 import {
   cramAuth,
   enqueue,
-  lastAtrn,
   messageCount,
   openOdmr,
   outboundRows,
@@ -303,11 +302,13 @@ describe("odmr turn: TLS kept across the turn", () => {
         < 250-*
         < 250-STARTTLS
         < 250-*
+        < 250-*
         < 250 *
         > STARTTLS
         < 220 *
         !tls
         > EHLO customer.test
+        < 250-*
         < 250-*
         < 250-*
         < 250-*
