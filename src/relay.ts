@@ -68,6 +68,7 @@ export interface RelayOptions {
 export async function startRelay(config: Config, logger: Logger, options: RelayOptions = {}): Promise<Relay> {
   const clock = options.clock ?? systemClock;
   const { store, staleSpoolFiles } = openServingStore(config.dataDir, clock);
+  assertWritable(store, clock);
   store.postmasterQuotaBytes = config.postmasterMailboxQuota;
   if (staleSpoolFiles > 0) {
     logger.warn("removed spool files of unfinished messages", { count: staleSpoolFiles });
@@ -409,4 +410,22 @@ function startReporting(
     logger: reportLogger,
   });
   return { reporting, outbound: { queue, worker } };
+}
+
+/**
+ * Refuses to serve on a database that cannot be written: SQLite opens a write-protected file read-only
+ * without complaint, and every message would then get 451. One real, committed write tells.
+ */
+function assertWritable(store: QueueStore, clock: Clock): void {
+  try {
+    store.transaction(() => new ReportStore(store.database).setState("relay-started-at", clock.now()));
+  } catch (error) {
+    const path = store.database.path;
+    store.database.close();
+    throw new Error(
+      `The queue database ${path} cannot be written: ${(error as Error).message} ` +
+        "(check the permissions of the file, its -wal and -shm files and the data directory, and the free space)",
+      { cause: error },
+    );
+  }
 }

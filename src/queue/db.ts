@@ -8,7 +8,7 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import type { DatabaseSync } from "node:sqlite";
 import { drizzleOverNodeSqlite, openSqlite, type SqliteDrizzle } from "../runtime/sqlite.ts";
-import { migrate } from "./migrate.ts";
+import { migrate, SchemaTooNewError } from "./migrate.ts";
 import * as schema from "./schema.ts";
 
 /** The drizzle database typed with our schema. */
@@ -38,7 +38,17 @@ export function databasePath(dataDir: string): string {
 /** Opens (creating when missing) and migrates the database at `path` (or ":memory:"). */
 export function openDatabase(path: string, options: OpenOptions = {}): OpenDatabase {
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const raw = openSqlite(path);
+  let raw: ReturnType<typeof openSqlite>;
+  try {
+    raw = openSqlite(path);
+  } catch (error) {
+    // SQLite's own text ("unable to open database file") names neither the file nor what to check.
+    throw new Error(
+      `Cannot open the queue database ${path}: ${(error as Error).message} ` +
+        "(check that the data directory exists and is writable by this user)",
+      { cause: error },
+    );
+  }
   try {
     raw.exec("PRAGMA journal_mode = WAL");
     raw.exec("PRAGMA synchronous = FULL");
@@ -49,7 +59,12 @@ export function openDatabase(path: string, options: OpenOptions = {}): OpenDatab
     if (options.migrate !== false) migrate(raw);
   } catch (error) {
     raw.close();
-    throw error;
+    if (error instanceof SchemaTooNewError) throw error;
+    throw new Error(
+      `Cannot open the queue database ${path}: ${(error as Error).message} ` +
+        "(check that the data directory and the database files are writable by this user)",
+      { cause: error },
+    );
   }
   const db = drizzleOverNodeSqlite(raw, schema);
   return { db, raw, path, close: () => raw.close() };
