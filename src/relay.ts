@@ -84,11 +84,12 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
       await conn.startTlsServer(tls, { readyReply, handshakeTimeoutMs: config.tlsHandshakeTimeout });
     }
     : null;
-  const { reporting, outbound } = startReporting(config, store, state, logger, clock);
-  const leases = new DomainLeases(() => clock.now());
   const newMail = new NewMailSignal();
+  const { reporting, outbound } = startReporting(config, store, state, logger, clock, newMail);
+  const leases = new DomainLeases(() => clock.now());
   const watch = new WatchSessions(newMail, {
     maxSessions: config.atrnMaxWatching,
+    maxPerAccount: config.atrnMaxWatchingPerAccount,
     maxMs: config.atrnWatchMaxDuration,
     keepaliveMs: config.atrnWatchKeepalive,
   }, clock);
@@ -326,6 +327,7 @@ function startReporting(
   state: RelayState,
   logger: Logger,
   clock: Clock,
+  newMail: NewMailSignal,
 ): { reporting: Reporting; outbound: { queue: OutboundQueue; worker: OutboundWorker } } {
   const queue = new OutboundQueue(store.database, clock);
   const reports = new ReportStore(store.database);
@@ -334,6 +336,8 @@ function startReporting(
     lifetimeMs: config.dsnLifetime,
     clock,
     logger,
+    // A DSN to a hosted sender wakes a session watching that domain (push delivery).
+    onQueuedLocally: (domain) => newMail.notify([domain]),
   });
   const smarthost = config.smarthost;
   const caFile = config.smarthostCaFile;

@@ -54,7 +54,13 @@ export const pullCommand: Command = {
   async run(args, io) {
     noExtraPositionals(args, 0, this.name);
     const config = settingsFrom(args, io);
-    const secret = loadSecret(config, io.env, args.values["password-stdin"] ? await io.readStdin() : null);
+    const stdin = args.values["password-stdin"] ? await io.readStdin() : null;
+    let secret: ReturnType<typeof loadSecret>;
+    try {
+      secret = loadSecret(config, io.env, stdin);
+    } catch (error) {
+      throw new UsageError(`${this.name}: cannot read the password file: ${(error as Error).message}`);
+    }
     if (!secret) {
       throw new UsageError(
         `${this.name}: give the secret with --password-stdin, --password-file or ${PULL_SECRET_ENV}`,
@@ -62,7 +68,13 @@ export const pullCommand: Command = {
     }
     for (const warning of [...secret.warnings, ...tlsWarnings(config)]) io.err(`pull: warning: ${warning}`);
     const logger = new Logger({ level: config.logLevel, format: config.logFormat });
-    const ca = config.ca === null ? undefined : readFileSync(config.ca, "utf8");
+    let ca: string | undefined;
+    try {
+      ca = config.ca === null ? undefined : readFileSync(config.ca, "utf8");
+    } catch (error) {
+      // A setting that cannot be used is a usage error (exit 2), never "no mail" (1).
+      throw new UsageError(`${this.name}: cannot read --ca ${config.ca}: ${(error as Error).message}`);
+    }
     const poll: PollProvider = (provider, signals) =>
       pull({
         host: provider.host,

@@ -9,6 +9,14 @@
  */
 import { formatListen } from "../config/fields.ts";
 import { formatAge, formatBytes } from "../http/format.ts";
+import type { ErrorBody } from "../http/errors.ts";
+import type {
+  DomainHoldResult,
+  QueueBounceResult,
+  QueueDeleteResult,
+  QueueListPage,
+  QueueMessageView,
+} from "../http/queue_routes.ts";
 import type { StatusReport } from "../http/status.ts";
 import {
   type CliIo,
@@ -95,7 +103,7 @@ async function call(
   }
   if (!response.ok) {
     const reason = typeof parsed === "object" && parsed !== null && "error" in parsed
-      ? String((parsed as { error: unknown }).error)
+      ? String((parsed as ErrorBody).error)
       : `HTTP ${response.status}`;
     throw new Error(`${reason} (HTTP ${response.status})`);
   }
@@ -136,7 +144,9 @@ export const statusCommand: Command = {
             ", ",
           ) || "none"
         }`,
-        `sessions: ${report.sessions.smtp} smtp, ${report.sessions.odmr} odmr`,
+        `sessions: ${report.sessions.smtp} smtp, ${report.sessions.odmr} odmr; watching (push): ${
+          report.watching.map((w) => `${w.username} [${w.domains.join(",")}]`).join(", ") || "none"
+        }`,
         `queue: ${q.messages} message(s), ${q.recipients} recipient(s), ${formatBytes(q.bytes)}, oldest ${
           q.oldestAgeSeconds === null ? "-" : formatAge(q.oldestAgeSeconds)
         }`,
@@ -161,17 +171,6 @@ export const statusCommand: Command = {
     return 0;
   },
 };
-
-interface ListPage {
-  messages: {
-    id: number;
-    receivedAt: string;
-    mailFrom: string;
-    size: number;
-    recipients: { address: string; status: string; attempts: number }[];
-  }[];
-  next: number | null;
-}
 
 export const queueList: Command = {
   name: "queue list",
@@ -204,7 +203,7 @@ export const queueList: Command = {
       }
     }
     const qs = query.toString();
-    const page = await call(args, io, "GET", `/queue${qs ? `?${qs}` : ""}`) as ListPage;
+    const page = await call(args, io, "GET", `/queue${qs ? `?${qs}` : ""}`) as QueueListPage;
     if (args.values.json) {
       io.out(JSON.stringify(page, null, 2));
       return 0;
@@ -228,25 +227,6 @@ export const queueList: Command = {
   },
 };
 
-interface MessageView {
-  id: number;
-  receivedAt: string;
-  mailFrom: string;
-  size: number;
-  clientIp: string;
-  clientHelo: string;
-  tls: boolean;
-  headers: { name: string; value: string }[];
-  recipients: {
-    id: number;
-    address: string;
-    status: string;
-    attempts: number;
-    lastCode: number | null;
-    lastText: string | null;
-  }[];
-}
-
 export const queueShow: Command = {
   name: "queue show",
   summary: "Show one message: envelope, headers, per-recipient state (--body adds the message itself)",
@@ -254,7 +234,7 @@ export const queueShow: Command = {
   options: { ...REMOTE_OPTIONS, body: { type: "boolean" } },
   async run(args, io) {
     const id = messageId(args, this.name);
-    const m = await call(args, io, "GET", `/queue/${id}`) as MessageView;
+    const m = await call(args, io, "GET", `/queue/${id}`) as QueueMessageView;
     const body = args.values.body ? await call(args, io, "GET", `/queue/${id}/body`) as string : null;
     if (args.values.json) {
       io.out(JSON.stringify(body === null ? m : { ...m, body }, null, 2));
@@ -290,7 +270,7 @@ export const queueDelete: Command = {
   options: REMOTE_OPTIONS,
   async run(args, io) {
     const id = messageId(args, this.name);
-    const result = await call(args, io, "DELETE", `/queue/${id}`);
+    const result = await call(args, io, "DELETE", `/queue/${id}`) as QueueDeleteResult;
     io.out(args.values.json ? JSON.stringify(result) : `message ${id} deleted`);
     return 0;
   },
@@ -311,7 +291,7 @@ export const queueBounce: Command = {
       "POST",
       `/queue/${id}/bounce`,
       typeof reason === "string" ? { reason } : {},
-    ) as { bounced: number; dsn: string };
+    ) as QueueBounceResult;
     io.out(
       args.values.json
         ? JSON.stringify(result)
@@ -334,11 +314,16 @@ function holdCommand(action: "hold" | "release"): Command {
     async run(args, io) {
       const domain = positional(args, 0, "DOMAIN", this.name);
       noExtraPositionals(args, 1, this.name);
-      const result = await call(args, io, "POST", `/domains/${encodeURIComponent(domain)}/${action}`);
+      const result = await call(
+        args,
+        io,
+        "POST",
+        `/domains/${encodeURIComponent(domain)}/${action}`,
+      ) as DomainHoldResult;
       io.out(
         args.values.json
           ? JSON.stringify(result)
-          : `domain ${(result as { domain: string }).domain} ${action === "hold" ? "held" : "released"}`,
+          : `domain ${result.domain} ${action === "hold" ? "held" : "released"}`,
       );
       return 0;
     },

@@ -27,9 +27,14 @@
 import type { Config } from "../config/fields.ts";
 import type { Logger } from "../log/logger.ts";
 import type { LineConnection } from "../net/line_connection.ts";
-import type { DeliverableMessage, QueueStore, RecipientOutcome } from "../queue/store.ts";
+import type {
+  DeliverableMessage as QueuedMessage,
+  QueueStore,
+  RecipientOutcome as RecordedOutcome,
+} from "../queue/store.ts";
 import { type AbortKind, DeliveryAbort } from "./errors.ts";
 import { type ClientTimeouts, SmtpClient } from "./smtp_client.ts";
+import type { DeliverableMessage, RecipientOutcome } from "./types.ts";
 import type { NewMailSignal } from "../queue/new_mail.ts";
 import { WATCH_KEYWORD } from "../smtp/ehlo.ts";
 
@@ -61,7 +66,11 @@ export interface DeliverOptions {
   logger?: Logger;
   /** Wall clock in ms, for the session's start/end times in the result. Default `Date.now`. */
   now?: () => number;
-  /** Aborting ends the session at once (shutdown); unconfirmed recipients stay queued. */
+  /**
+   * Aborting ends the session at once; unconfirmed recipients stay queued. The relay passes none (at
+   * shutdown the listener closes the connection, which ends the session the same way); it is for callers
+   * that run the client themselves (test/client/deliver_session_test.ts).
+   */
   signal?: AbortSignal;
   /** Messages fetched per queue page. Default 50. */
   pageSize?: number;
@@ -96,8 +105,12 @@ export interface WatchOptions {
   enter(): boolean;
   /** Gives the slot back. */
   leave(): void;
-  /** Extends the domain lease while watching (it is held all the time: another ATRN gets 451). */
-  renew(): void;
+  /** Extends the domain lease (held all along: another ATRN gets 451); false when it was lost. */
+  renew(): boolean;
+  /** The granted domains that may be delivered now (holds read again); null: end the watch. */
+  currentDomains(): readonly string[] | null;
+  /** The session waits with nothing in flight (true) or delivers again (false). */
+  idle(waiting: boolean): void;
   /** Aborts the watch (shutdown): the relay says QUIT. */
   stop?: AbortSignal;
 }
@@ -199,21 +212,31 @@ export async function deliverQueued(options: DeliverOptions): Promise<DeliverRes
     const watchEnd = new AbortController();
     if (watch) {
       watching = watch;
-      // The whole-session cap gives way to the watch's own limit.
-      clearTimeout(timer);
       void conn.closed.then(() => watchEnd.abort());
       if (watch.stop?.aborted) watchEnd.abort();
       else watch.stop?.addEventListener("abort", () => watchEnd.abort(), { once: true });
       log?.info("watching", { maxMs: watch.maxMs, keepaliveMs: watch.keepaliveMs });
     }
     let mark = watch?.newMail.mark(domains);
+    let active: readonly string[] = domains;
+    let idleBefore = false;
     drain: for (;;) {
+      if (watch) {
+        // Holds, releases and a disabled account take effect in a watch too (read again each time).
+        const current = watch.currentDomains();
+        if (current === null) break drain;
+        active = current;
+      }
       pages: for (;;) {
         // Record first, so the next look at the queue (and the "look again before QUIT") sees every outcome.
         if (!batch.flush()) break;
+        if (watch && now() >= watchUntil) break drain;
         // Keyset pagination: each page starts after the last message attempted, so a deferred message is not
         // tried twice and mail that arrived meanwhile (higher ids) is found by the next look.
-        const page = store.nextDeliverable(domains, afterId, options.pageSize ?? 50);
+        // The mark is taken right before each look: mail committed after it wakes the watch, and the
+        // wait never sees "new" mail that this look has already found (no busy loop).
+        if (watch) mark = watch.newMail.mark(domains);
+        const page = store.nextDeliverable(active, afterId, options.pageSize ?? 50).map(toClientMessage);
         if (page.length === 0) break;
         for (const message of page) {
           if (!client.usable) {
@@ -223,6 +246,12 @@ export async function deliverQueued(options: DeliverOptions): Promise<DeliverRes
             break pages;
           }
           if (batch.failed) break pages;
+          if (watch && !watch.renew()) {
+            // A watch may drain far longer than one session's lease: keep it before every message, or
+            // stop before a second session could take the domains and deliver the same mail.
+            abort = new DeliveryAbort("local", "4.3.0 Domain lease lost");
+            break drain;
+          }
           afterId = message.id;
           counts.messages++;
           const result = await client.sendMessage(message, () => store.readBody(message.id));
@@ -242,30 +271,40 @@ export async function deliverQueued(options: DeliverOptions): Promise<DeliverRes
             break pages;
           }
         }
-        // Take the mark before the next look: mail committed after it wakes the watch.
-        if (watch) mark = watch.newMail.mark(domains);
       }
       if (!watch || abort !== null || batch.failed) break drain;
       // Drained: record, then wait for new mail (or the keepalive) while the customer watches.
       if (!batch.flush()) break drain;
       options.afterRecord?.();
-      for (;;) {
-        const left = watchUntil - now();
-        if (left <= 0 || watchEnd.signal.aborted || !client.usable) break drain;
-        const woken = await watch.newMail.wait(mark!, Math.min(left, watch.keepaliveMs), watchEnd.signal);
-        if (!client.usable) break drain;
-        watch.renew();
-        if (woken) continue drain;
-        if (now() >= watchUntil || watchEnd.signal.aborted) break drain;
-        // RFC 5321 4.5.3.2.7: servers time out idle clients after 5 minutes; NOOP well before that.
-        try {
+      try {
+        if (!idleBefore) {
+          // From here the watch's own limit holds, not the whole-session cap. A first NOOP at once tells
+          // the customer that the session really is watching (pull reconnects at once only then).
+          clearTimeout(timer);
+          idleBefore = true;
           await client.noop();
-        } catch (err) {
-          abort = err instanceof DeliveryAbort ? err : new DeliveryAbort("lost", "4.4.2 Watch ended");
-          break drain;
         }
-        // A look after each keepalive also finds mail that no commit announced (a released hold).
-        continue drain;
+        for (;;) {
+          const left = watchUntil - now();
+          if (left <= 0 || watchEnd.signal.aborted || !client.usable) break drain;
+          // Waiting, nothing in flight: expiry and operator bounces may touch these domains meanwhile.
+          watch.idle(true);
+          const woken = await watch.newMail.wait(mark!, Math.min(left, watch.keepaliveMs), watchEnd.signal);
+          watch.idle(false);
+          if (!client.usable) break drain;
+          if (!watch.renew()) throw new DeliveryAbort("local", "4.3.0 Domain lease lost");
+          if (woken) continue drain;
+          if (now() >= watchUntil || watchEnd.signal.aborted) break drain;
+          // RFC 5321 4.5.3.2.7: servers time out idle clients after 5 minutes; NOOP well before that.
+          await client.noop();
+          // A look after each keepalive from the start of the queue: mail deferred earlier in this
+          // watch is tried again, and mail no commit announced (a released hold) is found.
+          afterId = 0;
+          continue drain;
+        }
+      } catch (err) {
+        abort = err instanceof DeliveryAbort ? err : new DeliveryAbort("lost", "4.4.2 Watch ended");
+        break drain;
       }
     }
     if (abort === null && !client.usable) {
@@ -313,6 +352,25 @@ export async function deliverQueued(options: DeliverOptions): Promise<DeliverRes
   };
 }
 
+// The queue meets the client here, and only here: queue rows become the client's messages, and the
+// client's outcomes become what the queue records. Field by field, so a change on either side shows.
+
+/** A queue row as the message the client sends. */
+function toClientMessage(m: QueuedMessage): DeliverableMessage {
+  return {
+    id: m.id,
+    mailFrom: m.mailFrom,
+    size: m.size,
+    bodyType: m.bodyType,
+    smtputf8: m.smtputf8,
+    eightBit: m.eightBit,
+    envid: m.envid,
+    ret: m.ret,
+    receivedAt: m.receivedAt,
+    recipients: m.recipients.map((r) => ({ id: r.id, address: r.address, notify: r.notify, orcpt: r.orcpt })),
+  };
+}
+
 /**
  * The outcomes as the queue records them: who answered (for a DSN's Remote-MTA), and "relayed" for a
  * delivered recipient whose sender asked for NOTIFY=SUCCESS when the customer will not report it.
@@ -322,19 +380,31 @@ function forTheRecord(
   outcomes: readonly RecipientOutcome[],
   remoteMta: string | null,
   customerReportsSuccess: boolean,
-): RecipientOutcome[] {
+): RecordedOutcome[] {
   const notify = new Map(message.recipients.map((r) => [r.id, r.notify ?? ""]));
   return outcomes.map((o) => {
-    if (o.result === "failed" && !o.local) return { ...o, remoteMta };
+    if (o.result === "failed" && !o.local) return { ...recorded(o), remoteMta };
     const wantsSuccess = /(^|,)SUCCESS(,|$)/i.test(notify.get(o.id) ?? "");
     if (o.result === "delivered" && wantsSuccess && !customerReportsSuccess) {
-      return { ...o, result: "relayed", remoteMta };
+      return { ...recorded(o), result: "relayed", remoteMta };
     }
-    return o;
+    return recorded(o);
   });
 }
 
-type PendingOutcomes = { messageId: number; outcomes: readonly RecipientOutcome[] };
+/** One client outcome as a queue outcome. */
+function recorded(o: RecipientOutcome): RecordedOutcome {
+  return {
+    id: o.id,
+    result: o.result,
+    code: o.code,
+    text: o.text,
+    ...(o.local !== undefined ? { local: o.local } : {}),
+    ...(o.remoteMta !== undefined ? { remoteMta: o.remoteMta } : {}),
+  };
+}
+
+type PendingOutcomes = { messageId: number; outcomes: readonly RecordedOutcome[] };
 
 /**
  * Group commit of delivery outcomes: `add` queues one message's outcomes; they are written with
@@ -370,7 +440,7 @@ class OutcomeBatch {
     return e instanceof Error ? e.message : String(e);
   }
 
-  add(messageId: number, outcomes: readonly RecipientOutcome[]): void {
+  add(messageId: number, outcomes: readonly RecordedOutcome[]): void {
     this.#pending.push({ messageId, outcomes });
     if (this.#pending.length >= this.#max) this.flush();
     else if (this.#error === null) this.#timer ??= setTimeout(() => this.flush(), this.#ms);
@@ -402,7 +472,7 @@ class OutcomeBatch {
   }
 
   /** Final flush (one more try after a failure); returns the outcomes left unrecorded. */
-  close(): RecipientOutcome[] {
+  close(): RecordedOutcome[] {
     const retry = this.#error !== null;
     this.#error = null;
     this.flush();

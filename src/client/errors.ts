@@ -18,6 +18,7 @@ import {
   WriteTimeoutError,
 } from "../net/errors.ts";
 import { ReplyParseError } from "../smtp/reply.ts";
+import { Code451LocalError } from "../smtp/codes.ts";
 
 /** How a session ended early. */
 export type AbortKind =
@@ -34,12 +35,6 @@ export type AbortKind =
   /** A local error (the stored body could not be read mid-DATA, or a bug). */
   | "local";
 
-/**
- * Code recorded on recipients left unconfirmed when the session ends without a reply from the customer:
- * PROTOCOL 3.4 "connection lost / timeout before end-of-data reply: deferred (as 451)".
- */
-export const Code451LocalDeferral = 451; // RFC 5321 4.2.3: 451 local error in processing
-
 /** A reason to end the session; unconfirmed recipients are deferred with its code and text. */
 export class DeliveryAbort extends Error {
   /** What happened. */
@@ -54,7 +49,9 @@ export class DeliveryAbort extends Error {
     super(text, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = "DeliveryAbort";
     this.kind = kind;
-    this.code = options.code ?? Code451LocalDeferral;
+    // Recipients left unconfirmed without a reply from the customer (connection lost, timeout before the
+    // reply to the final dot) are deferred as 451 (docs/protocol.md#reply-mapping; RFC 5321 4.2.3).
+    this.code = options.code ?? Code451LocalError;
     this.text = text;
   }
 }

@@ -2,10 +2,10 @@
  * The per-session PIPELINING decision (RFC 2920) for the reversed ODMR link, as a pure function.
  *
  * Why a heuristic: fetchmail, the main ODMR customer, relays the reversed session LINE BY LINE between
- * our socket and the customer's local MTA (PROTOCOL Appendix A). Measured through it, pipelining halves
- * the drain rate (about 22 to about 11 msg/s), and under TLS it can stall fetchmail's relay outright. With a
- * customer MTA that answers directly, pipelining multiplies the rate. So in `auto` mode we pipeline only
- * when the customer does not look like a line relay.
+ * our socket and the customer's local MTA (docs/protocol.md#fetchmail). Measured through it, pipelining
+ * halves the drain rate (about 22 to about 11 msg/s), and under TLS it can stall fetchmail's relay
+ * outright. With a customer MTA that answers directly, pipelining multiplies the rate. So in `auto` mode
+ * we pipeline only when the customer does not look like a line relay.
  *
  * The signal: a line relay copies each reply line with its own write, and with Nagle on its socket the
  * first line leaves at once while the rest wait for our ACK, so a multi-line reply (the greeting or the

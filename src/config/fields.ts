@@ -370,10 +370,11 @@ export const CONFIG_FIELDS = {
   atrnDataBlockTimeout: duration("3m", 1000, "Wait for a block of data to be sent", "RFC 5321 4.5.3.2.5"),
   atrnDataTermTimeout: duration("10m", 1000, "Wait for the reply to the final dot", "RFC 5321 4.5.3.2.6"),
   atrnMaxWatching: count(
-    100,
+    50,
     0,
-    "Most sessions watching for new mail at once (pull --watch); 0 turns push off",
+    "Most sessions watching for new mail at once (pull --watch; below odmrMaxConnections); 0 turns push off",
   ),
+  atrnMaxWatchingPerAccount: count(2, 1, "Most watching sessions of one account"),
   atrnWatchMaxDuration: duration(
     "1h",
     MINUTE,

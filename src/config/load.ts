@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { type Config, CONFIG_FIELDS, type ConfigKey, defaultConfig, envName, flagName } from "./fields.ts";
 import { parseToml, type TomlDocument } from "./toml.ts";
+import { isLoopback } from "../net/loopback.ts";
 
 /** A configuration value that cannot be used; `field` is the key, `source` where it came from. */
 export class ConfigError extends Error {
@@ -129,6 +130,14 @@ function validateTogether(config: Config, origin: Record<ConfigKey, string>): vo
   if (config.smarthostUsername !== null && config.smarthost === null) {
     throw new ConfigError("smarthostUsername", origin.smarthostUsername, "credentials need a smarthost");
   }
+  if (config.atrnMaxWatching >= config.odmrMaxConnections) {
+    // Watchers are authenticated and never evicted: they must leave room for everyone else.
+    throw new ConfigError(
+      "atrnMaxWatching",
+      origin.atrnMaxWatching,
+      `must be below odmrMaxConnections (${config.odmrMaxConnections}), or watchers could fill the ODMR listener`,
+    );
+  }
   if (config.dsnCopyToPostmaster && config.postmasterAddress === null) {
     throw new ConfigError("dsnCopyToPostmaster", origin.dsnCopyToPostmaster, "needs postmasterAddress");
   }
@@ -148,7 +157,5 @@ function validateTogether(config: Config, origin: Record<ConfigKey, string>): vo
   }
 }
 
-/** True for 127.0.0.0/8, ::1 and localhost. */
-export function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
+/** The loopback rule (src/net/loopback.ts), re-exported for callers that read it with the config. */
+export { isLoopback };

@@ -1,6 +1,6 @@
 /**
- * The bridge after the turn (RFC 2645 4, PROTOCOL.md 1.9): the provider, now the SMTP client, talks
- * to the local mail server through us. Raw chunks are copied both ways until either side closes:
+ * The bridge after the turn (RFC 2645 4, docs/protocol.md#customer-bridge): the provider, now the SMTP
+ * client, talks to the local mail server through us. Raw chunks are copied both ways until either side closes:
  * the local server's 220 greeting is the first thing the provider reads, and its replies are the
  * only acknowledgements the provider gets, so nothing is confirmed that the local server did not
  * accept. Unlike fetchmail's line relay, chunks are not split into lines and Nagle is off on both

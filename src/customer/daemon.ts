@@ -1,7 +1,7 @@
 /**
  * Polling a list of providers (RFC 2645 gives a customer no way to be told there is mail, so it
- * asks): once each, in order (one-shot), or until stopped (daemon), each provider on its own
- * schedule (schedule.ts) so one that is down backs off without delaying the others. A customer with
+ * asks): once each, in order (one-shot), or until stopped (daemon), each provider in its own loop on
+ * its own schedule (schedule.ts), so one that is down or slow never delays the others. A customer with
  * two MX hosts lists both: mail can wait on either. The daemon writes one log line per poll.
  *
  * A poll lasts as long as its session: the bridge puts no limit on a session the provider keeps
@@ -15,7 +15,7 @@ import { isSuccess, type PollResult } from "./outcome.ts";
 import { nextWaitMs, type PollSchedule, sleep } from "./schedule.ts";
 import type { GracefulStop } from "./stop.ts";
 
-/** Wait before a new watching session after one ended normally. */
+/** Shortest wait before a new watching session after one ended normally (up to three times it). */
 export const WATCH_RECONNECT_MS = 1000;
 
 /** Polls one provider; `stop` and `abandon` come from the {@link GracefulStop}. */
@@ -53,34 +53,34 @@ export interface DaemonOptions extends PollLoopOptions {
   onPoll?: (result: PollResult) => void;
 }
 
-/** Polls every provider when it is due, until `stop`; a poll in progress ends as stop.ts says. */
+/**
+ * Polls every provider on its own schedule, concurrently, until `stop`; a poll in progress ends as
+ * stop.ts says. One loop per provider: a provider that hangs, or holds a session open for push
+ * delivery, never delays the others.
+ */
 export async function runDaemon(options: DaemonOptions): Promise<void> {
   const { providers, schedule, stop, logger } = options;
   const random = options.random ?? Math.random;
-  const now = () => performance.now();
-  const due = providers.map(() => 0);
-  const failures = providers.map(() => 0);
   logger.info("pull daemon started", {
     providers: providers.map(formatHostPort).join(","),
     every: formatDuration(schedule.everyMs),
   });
-  while (!stop.stopping.aborted) {
-    for (const [i, provider] of providers.entries()) {
-      if (stop.stopping.aborted) break;
-      if (due[i]! > now()) continue;
+  await Promise.all(providers.map(async (provider) => {
+    let failures = 0;
+    while (!stop.stopping.aborted) {
       const result = await options.poll(provider, signalsOf(stop));
-      failures[i] = isSuccess(result.outcome) ? 0 : failures[i]! + 1;
-      // A watch that ended well (its time was up, or the provider restarts) reconnects at once.
+      failures = isSuccess(result.outcome) ? 0 : failures + 1;
+      // A watch that ended well (its time was up, or the provider restarts) reconnects at once,
+      // spread over a few seconds so watchers of a restarted relay do not all come back together.
       const wait = result.watched && isSuccess(result.outcome)
-        ? WATCH_RECONNECT_MS
-        : nextWaitMs(schedule, failures[i]!, random);
-      due[i] = now() + wait;
+        ? WATCH_RECONNECT_MS * (1 + 2 * random())
+        : nextWaitMs(schedule, failures, random);
       logPoll(logger, result, result.outcome === "interrupted" ? null : wait);
       options.onPoll?.(result);
+      if (result.outcome === "interrupted") break;
+      await sleep(wait, stop.stopping);
     }
-    const wait = Math.min(...due) - now();
-    if (wait > 0) await sleep(wait, stop.stopping);
-  }
+  }));
   logger.info("pull daemon stopped");
 }
 

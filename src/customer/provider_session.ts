@@ -5,7 +5,17 @@
  */
 import { Buffer } from "node:buffer";
 import { createHmac } from "node:crypto";
+import { rootCertificates } from "node:tls";
 import { LineConnection } from "../net/line_connection.ts";
+import {
+  Code220Ready,
+  Code235AuthSucceeded,
+  Code250Ok,
+  Code334Challenge,
+  Code453NoMail,
+  Code530AuthRequired,
+  Code535AuthFailed,
+} from "../smtp/codes.ts";
 import { WATCH_KEYWORD } from "../smtp/ehlo.ts";
 import { type ParsedReply, ReplyParser } from "../smtp/reply.ts";
 import { dial } from "./dial.ts";
@@ -99,7 +109,9 @@ async function converse(conn: LineConnection, options: ProviderOptions): Promise
   const tls = {
     servername: options.host,
     rejectUnauthorized: !options.insecure,
-    ...(options.ca ? { ca: options.ca } : {}),
+    // The extra CA is added to the system's trust store, not put in its place: a provider with a public
+    // certificate and one with a private CA can be polled side by side.
+    ...(options.ca ? { ca: [...rootCertificates, options.ca] } : {}),
   };
   const send = (line: string) => conn.write(line + "\r\n");
   const hello = async () => {
@@ -108,20 +120,20 @@ async function converse(conn: LineConnection, options: ProviderOptions): Promise
   };
   if (options.tls === "implicit") await conn.startTlsClient(tls);
   const greeting = await readReply(conn, timeoutMs);
-  if (greeting.code !== 220) return ended("refused", `provider greeting: ${text(greeting)}`);
+  if (greeting.code !== Code220Ready) return ended("refused", `provider greeting: ${text(greeting)}`);
   let ehlo = await hello();
-  if (ehlo.code !== 250) return ended("refused", `EHLO refused: ${text(ehlo)}`);
+  if (ehlo.code !== Code250Ok) return ended("refused", `EHLO refused: ${text(ehlo)}`);
   if (options.tls === "starttls") {
     if (!readEhloOffer(ehlo.lines).starttls) {
       return ended("refused", "the provider does not offer STARTTLS (--tls none collects in plaintext)");
     }
     await send("STARTTLS");
     const ready = await readReply(conn, timeoutMs);
-    if (ready.code !== 220) return ended("refused", `STARTTLS refused: ${text(ready)}`);
+    if (ready.code !== Code220Ready) return ended("refused", `STARTTLS refused: ${text(ready)}`);
     await conn.startTlsClient(tls);
     // RFC 3207 4.2: everything learned before TLS is forgotten; EHLO again.
     ehlo = await hello();
-    if (ehlo.code !== 250) return ended("refused", `EHLO refused: ${text(ehlo)}`);
+    if (ehlo.code !== Code250Ok) return ended("refused", `EHLO refused: ${text(ehlo)}`);
   }
   // Read the offer before AUTH: a mechanism that is not offered would only earn a 503/504, which
   // must not read as a bad secret.
@@ -130,26 +142,28 @@ async function converse(conn: LineConnection, options: ProviderOptions): Promise
   // RFC 2195 2: the response is "user hex(HMAC-MD5(secret, challenge))", base64 (RFC 4954 4).
   await send(`AUTH ${WANTED_MECHANISM}`);
   const challenge = await readReply(conn, timeoutMs);
-  if (challenge.code !== 334) return ended("refused", `AUTH ${WANTED_MECHANISM} refused: ${text(challenge)}`);
+  if (challenge.code !== Code334Challenge) {
+    return ended("refused", `AUTH ${WANTED_MECHANISM} refused: ${text(challenge)}`);
+  }
   const challengeText = Buffer.from(challenge.lines[0] ?? "", "base64").toString("latin1");
   const digest = createHmac("md5", options.secret).update(challengeText, "latin1").digest("hex");
   await send(Buffer.from(`${options.username} ${digest}`).toString("base64"));
   const auth = await readReply(conn, timeoutMs);
   // RFC 4954 6: 535 is a rejected secret; 454 and the rest say nothing about the secret.
-  if (auth.code === 535) return ended("auth-failed", `authentication failed: ${text(auth)}`);
-  if (auth.code !== 235) return ended("refused", `AUTH not completed: ${text(auth)}`);
+  if (auth.code === Code535AuthFailed) return ended("auth-failed", `authentication failed: ${text(auth)}`);
+  if (auth.code !== Code235AuthSucceeded) return ended("refused", `AUTH not completed: ${text(auth)}`);
   // Push delivery (src/smtp/ehlo.ts): asked before ATRN, so ATRN turns even when no mail waits.
   let watching = false;
   if (options.watch && readEhloOffer(ehlo.lines).watch) {
     await send(WATCH_KEYWORD);
-    watching = (await readReply(conn, timeoutMs)).code === 250;
+    watching = (await readReply(conn, timeoutMs)).code === Code250Ok;
   }
   await send(options.domains.length > 0 ? `ATRN ${options.domains.join(",")}` : "ATRN");
   const atrn = await readReply(conn, Math.max(timeoutMs, MIN_ATRN_REPLY_WAIT_MS));
   // RFC 2645 5.2.1 and 7: 453 no mail, 530 not authenticated, 450/451 refused or not now.
-  if (atrn.code === 453) return ended("no-mail", "no mail");
-  if (atrn.code === 530) return ended("auth-failed", `ATRN: ${text(atrn)}`);
-  if (atrn.code !== 250) return ended("refused", `ATRN refused: ${text(atrn)}`);
+  if (atrn.code === Code453NoMail) return ended("no-mail", "no mail");
+  if (atrn.code === Code530AuthRequired) return ended("auth-failed", `ATRN: ${text(atrn)}`);
+  if (atrn.code !== Code250Ok) return ended("refused", `ATRN refused: ${text(atrn)}`);
   return { kind: "turned", conn, watching };
 }
 

@@ -75,6 +75,7 @@ export async function pull(options: PullOptions): Promise<PollResult> {
     counted: tally.counted,
     bytesToLocal: bridged.bytesToLocal,
     bytesToProvider: bridged.bytesToProvider,
-    watched: session.watching,
+    // Watched only if the relay really kept the session open: it sends a NOOP as soon as it watches.
+    watched: session.watching && tally.noops > 0,
   });
 }

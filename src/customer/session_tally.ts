@@ -13,6 +13,7 @@
  * counting and says so (`counted` false); the bridge goes on copying as before.
  */
 import { Buffer } from "node:buffer";
+import { Code354StartInput } from "../smtp/codes.ts";
 
 /** Longest command or reply line followed, in octets (RFC 5321 4.5.3.1.4 and .5 allow 512). */
 export const MAX_TALLY_LINE = 4096;
@@ -38,6 +39,8 @@ export class SessionTally {
   refused = 0;
   /** Why counting stopped, or null while it follows the session. */
   lostTrack: string | null = null;
+  /** NOOPs the provider sent: a relay that watches (push delivery) sends one as soon as it does. */
+  noops = 0;
 
   /** RFC 5321 3.1: the server speaks first. */
   #expecting: Expecting[] = ["greeting"];
@@ -93,6 +96,7 @@ export class SessionTally {
   #command(line: string): void {
     const [verb = "", size, last] = line.trim().split(/\s+/);
     const upper = verb.toUpperCase();
+    if (upper === "NOOP") this.noops++;
     if (upper === "BDAT") {
       // RFC 3030 2: `BDAT size [LAST]`, then exactly `size` octets; one reply per BDAT.
       const octets = /^\d{1,15}$/.test(size ?? "") ? Number(size) : NaN;
@@ -119,7 +123,7 @@ export class SessionTally {
     if (line.length > 3 && line[3] === "-") return;
     const code = Number(line.slice(0, 3));
     const answered = this.#expecting.shift();
-    if (answered === "data" && code === 354) {
+    if (answered === "data" && code === Code354StartInput) {
       this.#mode = "content";
       this.#matched = AT_LINE_START;
     } else if (answered === "end-of-data") {

@@ -7,6 +7,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
+import { Code250Ok } from "../smtp/codes.ts";
 import { WATCH_KEYWORD } from "../smtp/ehlo.ts";
 
 /** Longest reply buffered while it is looked at (an EHLO reply is a few hundred octets). */
@@ -64,8 +65,14 @@ export class WatchAdvertiser {
     if (this.#firstIsEhlo !== true || end < 0) return Buffer.from(reply + after, "latin1");
     const lastStart = reply.lastIndexOf("\n", reply.length - 2) + 1;
     const last = reply.slice(lastStart);
-    if (!/^250 /.test(last)) return Buffer.from(reply + after, "latin1");
-    return Buffer.from(`${reply.slice(0, lastStart)}250-${WATCH_KEYWORD}\r\n${last}${after}`, "latin1");
+    if (!last.startsWith(`${Code250Ok} `)) return Buffer.from(reply + after, "latin1");
+    if (lastStart === 0) {
+      // A one-line reply is the domain line itself (RFC 5321 4.1.1.1): keep it first, keyword after.
+      const domainLine = `${Code250Ok}-${last.slice(4)}`;
+      return Buffer.from(`${domainLine}${Code250Ok} ${WATCH_KEYWORD}\r\n${after}`, "latin1");
+    }
+    const keyword = `${Code250Ok}-${WATCH_KEYWORD}\r\n`;
+    return Buffer.from(`${reply.slice(0, lastStart)}${keyword}${last}${after}`, "latin1");
   }
 }
 

@@ -38,7 +38,7 @@ export function remoteMtaName(name: string | undefined): string | undefined {
 
 /**
  * Rebuilds a reply from what the queue records on a recipient: `last_code` and `last_text` as written by
- * `recordReply` in src/client/smtp_client.ts (`550 5.1.1 first line\nsecond line`).
+ * `recordReply` in src/client/outcome.ts (`550 5.1.1 first line\nsecond line`).
  */
 export function replyFromRecorded(code: number, text: string): DsnReply {
   const prefix = String(code);
@@ -47,7 +47,7 @@ export function replyFromRecorded(code: number, text: string): DsnReply {
   // RFC 2034 3: an enhanced code counts only when its class is the reply's.
   const enhanced = leading !== undefined && leading[0] === prefix[0] ? leading : undefined;
   if (enhanced !== undefined) rest = rest.slice(enhanced.length + 1);
-  // One line per reply line (recordReply in src/client/smtp_client.ts); older rows joined with " / ".
+  // One line per reply line (recordReply in src/client/outcome.ts); older rows joined with " / ".
   const lines = rest.includes("\n") ? rest.split("\n") : rest.split(" / ");
   return enhanced === undefined ? { code, lines } : { code, enhanced, lines };
 }

@@ -1,5 +1,5 @@
 /**
- * Who may call the HTTP API. The rules (issue 5):
+ * Who may call the HTTP API (docs/security.md#http-api). The rules:
  *
  * - `/healthz` is always open (a liveness probe carries no secret).
  * - Read-only endpoints (`/`, `/status`, `/metrics`, `/readyz`): when `httpToken` is configured,
@@ -20,6 +20,7 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { Context, MiddlewareHandler } from "hono";
+import { isLoopback } from "../net/loopback.ts";
 import { errorResponse } from "./errors.ts";
 
 /** What the auth checks need to know about the app. */
@@ -58,13 +59,15 @@ export function credentialOf(header: string | undefined, allowBasic: boolean): s
   return colon < 0 ? null : decoded.slice(colon + 1);
 }
 
-/** True when a Host header names this machine's loopback (localhost, 127.0.0.0/8, [::1]). */
+/**
+ * True when a Host header (`name`, `name:port`, `[v6]` or `[v6]:port`) names this machine's loopback
+ * (the rule is src/net/loopback.ts).
+ */
 export function isLoopbackHost(host: string | undefined): boolean {
   if (!host) return false;
-  const name = host.startsWith("[")
-    ? host.slice(1, host.indexOf("]"))
-    : host.replace(/:\d+$/, "").replace(/\.$/, "").toLowerCase();
-  return name === "localhost" || name === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
+  const name = host.startsWith("[") ? host.slice(0, host.indexOf("]") + 1) : host.replace(/:\d+$/, "");
+  // An IPv6 literal without brackets is not a Host header (RFC 9110 7.2, RFC 3986 3.2.2).
+  return (name.startsWith("[") || !name.includes(":")) && isLoopback(name);
 }
 
 function unauthorized(c: Context, basic: boolean): Response {

@@ -5,9 +5,15 @@
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 
+/** The body of every error response (the CLI shows `error` as-is). */
+export interface ErrorBody {
+  error: string;
+}
+
 /** A `{error}` JSON response. */
 export function errorResponse(c: Context, status: ContentfulStatusCode, message: string): Response {
-  return c.json({ error: message }, status);
+  const body: ErrorBody = { error: message };
+  return c.json(body, status);
 }
 
 /** Bad input found while parsing a request: the handler's caller turns it into a 400. */

@@ -103,9 +103,87 @@ function hasControlCharacter(text: string): boolean {
   return false;
 }
 
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+function iso(ms: number): string;
+function iso(ms: number | null): string | null;
+function iso(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}
 
-/** Builds the administration routes (mounted behind requireAdmin). */
+// The response bodies, shared with the CLI (src/cli/remote.ts), so both sides read one shape.
+
+/** GET /queue: one page of messages. */
+export interface QueueListPage {
+  messages: QueueListItem[];
+  /** Pass as `after` for the following page; null on the last one (keyset pagination). */
+  next: number | null;
+}
+
+/** A message in GET /queue. */
+export interface QueueListItem {
+  id: number;
+  /** ISO 8601. */
+  receivedAt: string;
+  mailFrom: string;
+  size: number;
+  recipients: { id: number; address: string; status: string; attempts: number; lastCode: number | null }[];
+}
+
+/** GET /queue/:id: the envelope, the header section and every recipient (the body is /queue/:id/body). */
+export interface QueueMessageView {
+  id: number;
+  /** ISO 8601. */
+  receivedAt: string;
+  mailFrom: string;
+  size: number;
+  chunkCount: number;
+  clientIp: string;
+  clientHelo: string;
+  tls: boolean;
+  bodyType: string | null;
+  smtputf8: boolean;
+  eightBit: boolean;
+  envid: string | null;
+  ret: string | null;
+  headers: HeaderField[];
+  /** The header section was longer than MAX_HEADER_BYTES and is cut there. */
+  headersTruncated: boolean;
+  recipients: QueueRecipientView[];
+}
+
+/** A recipient in GET /queue/:id; times are ISO 8601. */
+export interface QueueRecipientView {
+  id: number;
+  address: string;
+  domain: string;
+  status: string;
+  attempts: number;
+  lastCode: number | null;
+  lastText: string | null;
+  lastAttemptAt: string | null;
+  queuedAt: string;
+  notify: string | null;
+  orcpt: string | null;
+}
+
+/** DELETE /queue/:id. */
+export interface QueueDeleteResult {
+  deleted: number;
+}
+
+/** POST /queue/:id/bounce: how many recipients failed, and whether the sender gets a DSN. */
+export interface QueueBounceResult {
+  id: number;
+  bounced: number;
+  reason: string;
+  dsn: "queued" | "none: null sender" | "none: NOTIFY";
+}
+
+/** POST /domains/:name/hold and /release. */
+export interface DomainHoldResult {
+  domain: string;
+  hold: boolean;
+}
+
 /** What the queue routes are told about the rest of the relay. */
 export interface QueueRouteHooks {
   /** An operator bounced a message: run the DSN step. */
@@ -114,6 +192,7 @@ export interface QueueRouteHooks {
   busyDomains?: (() => readonly string[]) | undefined;
 }
 
+/** Builds the administration routes (mounted behind requireAdmin). */
 export function queueRoutes(store: QueueStore, logger: Logger, hooks: QueueRouteHooks = {}): Hono {
   const app = new Hono();
 
@@ -141,11 +220,12 @@ export function queueRoutes(store: QueueStore, logger: Logger, hooks: QueueRoute
       ...(status === undefined ? {} : { status }),
     });
     const last = rows[rows.length - 1];
-    return c.json({
+    const page: QueueListPage = {
       messages: rows.map((m) => ({ ...m, receivedAt: iso(m.receivedAt) })),
       // Keyset pagination: pass `next` as `after` for the following page; null on the last one.
       next: rows.length === limit && last ? last.id : null,
-    });
+    };
+    return c.json(page);
   });
 
   app.get("/queue/:id", (c) => {
@@ -154,7 +234,7 @@ export function queueRoutes(store: QueueStore, logger: Logger, hooks: QueueRoute
     if (!m) return errorResponse(c, 404, `No message ${id}`);
     const { fields, truncated } = readHeaders(store, id);
     const { bodyInline: _body, ...envelope } = m;
-    return c.json({
+    const view: QueueMessageView = {
       ...envelope,
       receivedAt: iso(m.receivedAt),
       headers: fields,
@@ -172,7 +252,8 @@ export function queueRoutes(store: QueueStore, logger: Logger, hooks: QueueRoute
         notify: r.notify,
         orcpt: r.orcpt,
       })),
-    });
+    };
+    return c.json(view);
   });
 
   // The body only on request, streamed one stored chunk at a time.
@@ -204,7 +285,8 @@ export function queueRoutes(store: QueueStore, logger: Logger, hooks: QueueRoute
     const id = parseId(c.req.param("id"));
     if (!store.deleteMessage(id)) return errorResponse(c, 404, `No message ${id}`);
     logger.info("message deleted by operator", { id });
-    return c.json({ deleted: id });
+    const result: QueueDeleteResult = { deleted: id };
+    return c.json(result);
   });
 
   app.post("/queue/:id/bounce", async (c) => {
@@ -252,14 +334,15 @@ export function queueRoutes(store: QueueStore, logger: Logger, hooks: QueueRoute
     // operator returned the message) and removes them, right after this reply. Say honestly when no
     // DSN is due (RFC 3461 4.1, RFC 5321 6.1).
     hooks.onBounced?.();
-    const dsn = message.mailFrom === ""
+    const dsn: QueueBounceResult["dsn"] = message.mailFrom === ""
       ? "none: null sender"
       : queued.every((r) =>
           /(^|,)NEVER(,|$)/i.test(r.notify ?? "") || (r.notify !== null && !/FAILURE/i.test(r.notify))
         )
       ? "none: NOTIFY"
       : "queued";
-    return c.json({ id, bounced, reason, dsn });
+    const result: QueueBounceResult = { id, bounced, reason, dsn };
+    return c.json(result);
   });
 
   for (const [action, hold] of [["hold", true], ["release", false]] as const) {
@@ -268,7 +351,8 @@ export function queueRoutes(store: QueueStore, logger: Logger, hooks: QueueRoute
       if (!store.hasDomain(domain)) return errorResponse(c, 404, `No hosted domain ${domain}`);
       store.setDomainHold(domain, hold);
       logger.info(hold ? "domain held by operator" : "domain released by operator", { domain });
-      return c.json({ domain, hold });
+      const result: DomainHoldResult = { domain, hold };
+      return c.json(result);
     });
   }
   return app;

@@ -8,7 +8,6 @@
  */
 import type { OutboundQueue } from "../queue/outbound_queue.ts";
 import type { ReportStore } from "../queue/report_store.ts";
-import { postmasterMailboxCount } from "../queue/postmaster.ts";
 import type { WatchingSession } from "../server/watch_sessions.ts";
 import type { QueueStore } from "../queue/store.ts";
 import type { ListenerInfo, RelayState } from "../relay_state.ts";
@@ -136,7 +135,7 @@ export function buildStatus(src: StatusSources, recentSessions = 10): StatusRepo
     },
     failed: src.reports?.pendingCounts() ?? { recipients: 0, messages: 0 },
     dsnsPending: outboundStatus(src.outbound),
-    postmaster: { messages: postmasterMailboxCount(store.database) },
+    postmaster: { messages: store.postmasterMailboxCount() },
     watching: (src.watching ?? []).map((w) => ({ ...w, since: iso(w.since) })),
     domains,
     recentAtrnSessions: store.recentAtrnSessions(recentSessions).map((s) => ({

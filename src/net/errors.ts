@@ -16,7 +16,7 @@ export class NetError extends Error {
 
 /**
  * A bare LF or bare CR was received where only CRLF may end a line (RFC 5321 2.3.8, 4.1.1.4).
- * The connection is still usable, but the project's policy (PROTOCOL.md section 6, hostile input 1) is
+ * The connection is still usable, but the project's policy (docs/protocol.md#bare-line-endings) is
  * to answer `500 5.5.2 Error: bare <LF> received` and close. The bytes up to and including the offending
  * character have been consumed.
  */
@@ -51,7 +51,7 @@ export class LineTooLongError extends NetError {
 }
 
 /**
- * No CRLF arrived within the hard flood limit (PROTOCOL.md section 7, hostile input 4: "10 MB with no CRLF").
+ * No CRLF arrived within the hard flood limit (docs/protocol.md#line-limits: a flood of bytes with no CRLF).
  * The bytes were discarded, never buffered; the caller should send `421` and close.
  */
 export class LineFloodError extends NetError {

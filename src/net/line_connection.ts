@@ -4,6 +4,9 @@
  * becomes the SMTP client on the SAME socket and the SAME buffer (the customer's 220 may already be here).
  *
  * Only `node:net` / `node:tls` and web standards are used, so the same code runs on Deno, Bun and Node.
+ * This file is the socket side: events, pausing, timeouts, writes and closing. The bytes themselves are
+ * kept and cut into lines by the pure {@linkcode LineBuffer} (src/net/line_buffer.ts); the TLS handshake
+ * is in src/net/tls_upgrade.ts, the limits and option types in src/net/connection_options.ts.
  *
  * @module
  */
@@ -11,15 +14,34 @@
 import type * as net from "node:net";
 import * as tls from "node:tls";
 import { isIP } from "node:net";
+import { ConnectionClosedError, ReadTimeoutError, TlsHandshakeError } from "./errors.ts";
 import {
-  BareLineEndingError,
-  ConnectionClosedError,
-  LineFloodError,
-  LineTooLongError,
-  ReadTimeoutError,
-  TlsHandshakeError,
-  WriteTimeoutError,
-} from "./errors.ts";
+  DEFAULT_CLOSE_GRACE_MS,
+  DEFAULT_MAX_BUFFERED_BYTES,
+  DEFAULT_MAX_LINE_LENGTH,
+  DEFAULT_READ_TIMEOUT_MS,
+  DEFAULT_WRITE_TIMEOUT_MS,
+  type LineConnectionOptions,
+  type ReadChunkOptions,
+  type ReadLineOptions,
+  type WriteOptions,
+} from "./connection_options.ts";
+import { DEFAULT_FLOOD_LIMIT, LineBuffer } from "./line_buffer.ts";
+import { writeToSocket } from "./socket_write.ts";
+import {
+  clientWrap,
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  errorMessage,
+  noop,
+  readTlsInfo,
+  serverWrap,
+  type StartTlsClientOptions,
+  type StartTlsServerOptions,
+  tlsHandshake,
+  type TlsInfo,
+  type TlsUpgradeResult,
+  type TlsWrap,
+} from "./tls_upgrade.ts";
 
 export {
   BareLineEndingError,
@@ -32,104 +54,16 @@ export {
   WriteTimeoutError,
 } from "./errors.ts";
 
-const CR = 0x0d;
-const LF = 0x0a;
-
-/** RFC 5321 4.5.3.1.4: a command line is at most 512 octets including the CRLF. */
-export const DEFAULT_MAX_LINE_LENGTH = 512;
-/** Hard cap on a line with no CRLF before the connection is given up (PROTOCOL.md 7, input 4). */
-export const DEFAULT_FLOOD_LIMIT = 64 * 1024;
-/** Default cap on buffered input before the socket is paused (flood limit plus one long AUTH line). */
-export const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 + 16 * 1024;
-/** RFC 5321 4.5.3.2.7: the server waits at least 5 minutes for the next command. */
-export const DEFAULT_READ_TIMEOUT_MS = 5 * 60 * 1000;
-/** RFC 5321 4.5.3.2.5: 3 minutes for each data block write to complete. */
-export const DEFAULT_WRITE_TIMEOUT_MS = 3 * 60 * 1000;
-/** Default time allowed for a TLS handshake. */
-export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 30 * 1000;
-/** Default time between `end()` and `destroy()` in {@linkcode LineConnection.close}. */
-export const DEFAULT_CLOSE_GRACE_MS = 2000;
-
-/** Limits and defaults of one {@linkcode LineConnection}. All fields are optional. */
-export interface LineConnectionOptions {
-  /** Default `maxLength` for {@linkcode LineConnection.readLine}, octets including CRLF. Default 512. */
-  maxLineLength?: number;
-  /** A line with no CRLF within this many octets raises {@linkcode LineFloodError}. Default 64 KiB. */
-  floodLimit?: number;
-  /** The socket is paused while at least this many bytes are buffered. Default 80 KiB. */
-  maxBufferedBytes?: number;
-  /** Default read timeout in milliseconds. Default 5 minutes (RFC 5321 4.5.3.2.7). */
-  readTimeoutMs?: number;
-  /** Default write timeout in milliseconds. Default 3 minutes (RFC 5321 4.5.3.2.5). */
-  writeTimeoutMs?: number;
-  /** Time between `end()` and `destroy()` in `close()`, in milliseconds. Default 2000. */
-  closeGraceMs?: number;
-}
-
-/** Options of {@linkcode LineConnection.readLine}. */
-export interface ReadLineOptions {
-  /** Maximum line length in octets INCLUDING the CRLF, as RFC 5321 4.5.3.1 counts (512, 1000, 12288). */
-  maxLength?: number;
-  /** Read timeout in milliseconds (whole line); `Infinity` disables it. */
-  timeoutMs?: number;
-}
-
-/** Options of {@linkcode LineConnection.readChunk}. */
-export interface ReadChunkOptions {
-  /** Read timeout in milliseconds; `Infinity` disables it. */
-  timeoutMs?: number;
-  /** Return at most this many bytes (the rest stays buffered). Default: everything buffered. */
-  maxBytes?: number;
-}
-
-/** Options of {@linkcode LineConnection.write}. */
-export interface WriteOptions {
-  /** Write timeout in milliseconds; on expiry the connection is destroyed. */
-  timeoutMs?: number;
-}
-
-/** Options of {@linkcode LineConnection.startTlsServer}. */
-export interface StartTlsServerOptions {
-  /**
-   * The `220 Ready to start TLS` reply (with CRLF). Strongly recommended: it is written AFTER the plaintext
-   * reader is detached and the socket paused, so the ClientHello can never land in the plaintext buffer.
-   * If omitted, the caller must have written it already (and a fast client's ClientHello may race it).
-   */
-  readyReply?: string;
-  /** Handshake timeout in milliseconds. Default 30 s. */
-  handshakeTimeoutMs?: number;
-}
-
-/** Options of {@linkcode LineConnection.startTlsClient}. */
-export interface StartTlsClientOptions {
-  /** Server name for SNI and certificate verification (SNI is not sent for IP addresses, RFC 6066 3). */
-  servername?: string;
-  /** Reject a certificate that does not verify. Opportunistic STARTTLS to MTAs usually passes `false`. */
-  rejectUnauthorized?: boolean;
-  /** Extra trust anchors in PEM. */
-  ca?: string | string[];
-  /** Handshake timeout in milliseconds. Default 30 s. */
-  handshakeTimeoutMs?: number;
-}
-
-/** What a STARTTLS upgrade did. */
-export interface TlsUpgradeResult {
-  /**
-   * Plaintext bytes that were buffered after the STARTTLS command (server) or the 220 reply (client) and
-   * were thrown away unread (CVE-2011-0411, RFC 3207 4.2). Non-zero means the peer pipelined across TLS.
-   */
-  discardedBytes: number;
-}
-
-/** The negotiated TLS parameters, for logs and the Received header (RFC 3848 ESMTPS). */
-export interface TlsInfo {
-  /** Protocol version such as `"TLSv1.3"`, or `null` when the runtime does not report it. */
-  protocol: string | null;
-  /** Cipher suite name, or `null` when the runtime does not report it. */
-  cipher: string | null;
-  /** Whether the peer certificate verified (client side; `false` on the server side). */
-  authorized: boolean;
-}
+// The limits, defaults and option types, so callers keep importing them from here.
+export * from "./connection_options.ts";
+export { DEFAULT_FLOOD_LIMIT } from "./line_buffer.ts";
+export {
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  type StartTlsClientOptions,
+  type StartTlsServerOptions,
+  type TlsInfo,
+  type TlsUpgradeResult,
+} from "./tls_upgrade.ts";
 
 type AnySocket = net.Socket | tls.TLSSocket;
 
@@ -164,22 +98,8 @@ export class LineConnection {
   #isTls: boolean;
   #tlsInfo: TlsInfo | null = null;
 
-  /**
-   * Line buffer: unread bytes are `#buf[#start..#end)`, and they come BEFORE everything in `#queue`.
-   * Chunks from the socket are queued as they arrive (no copy) and only copied in here when a line is
-   * read; `readChunk` hands queued chunks out directly, so streaming DATA copies nothing.
-   */
-  #buf = new Uint8Array(4096);
-  #start = 0;
-  #end = 0;
-  /** Chunks received but not yet copied into `#buf`, in order; the runtime allocates each one afresh. */
-  #queue: Uint8Array[] = [];
-  #queueBytes = 0;
-  /** Bytes after #start already scanned for a line end (none found). */
-  #scanned = 0;
-  /** Inside an over-long line: its bytes are dropped until the next CRLF. */
-  #discarding = false;
-  #discardedCount = 0;
+  /** Unread input (line scanning, chunks for DATA, unread): pure code, src/net/line_buffer.ts. */
+  readonly #input: LineBuffer;
 
   #eof = false;
   #isClosed = false;
@@ -192,7 +112,6 @@ export class LineConnection {
   #resolveClosed!: () => void;
 
   #maxLineLength: number;
-  #floodLimit: number;
   #maxBuffered: number;
   #readTimeoutMs: number;
   #writeTimeoutMs: number;
@@ -223,7 +142,7 @@ export class LineConnection {
     this.localPort = socket.localPort ?? 0;
     this.localAddress = normalizeAddress(socket.localAddress ?? "");
     this.#maxLineLength = options.maxLineLength ?? DEFAULT_MAX_LINE_LENGTH;
-    this.#floodLimit = options.floodLimit ?? DEFAULT_FLOOD_LIMIT;
+    this.#input = new LineBuffer({ floodLimit: options.floodLimit ?? DEFAULT_FLOOD_LIMIT });
     this.#maxBuffered = options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
     this.#readTimeoutMs = options.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
     this.#writeTimeoutMs = options.writeTimeoutMs ?? DEFAULT_WRITE_TIMEOUT_MS;
@@ -260,8 +179,7 @@ export class LineConnection {
     const conn = new LineConnection(socket, options);
     // Nothing has been emitted yet (events fire on a later tick), so nothing is discarded here.
     await conn.#upgrade(
-      (plain) => new tls.TLSSocket(plain, { isServer: true, secureContext }),
-      "secure",
+      serverWrap(secureContext),
       options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
       undefined,
     );
@@ -285,18 +203,18 @@ export class LineConnection {
 
   /** Whether unread input is buffered (early talker, unauthorised pipelining, bytes after ATRN). */
   hasBufferedInput(): boolean {
-    return this.#end > this.#start || this.#queueBytes > 0;
+    return this.#input.hasInput();
   }
 
   /** Number of unread bytes in the buffer. */
   bufferedByteCount(): number {
-    return this.#end - this.#start + this.#queueBytes;
+    return this.#input.byteCount;
   }
 
   /**
    * Waits up to `ms` for input. Resolves `true` as soon as any byte is buffered (immediately if some
    * already is), `false` on timeout or if the peer closed without sending. Used for the pre-greeting
-   * early-talker check (PROTOCOL.md 7, input 6).
+   * early-talker check (docs/protocol.md#synchronization).
    */
   async waitForInput(ms: number): Promise<boolean> {
     try {
@@ -326,10 +244,7 @@ export class LineConnection {
   /** Like {@linkcode readLine} but returns the raw octets of the line (without CRLF). */
   readLineBytes(options: ReadLineOptions = {}): Promise<Uint8Array> {
     const maxLength = options.maxLength ?? this.#maxLineLength;
-    return this.#read(options.timeoutMs ?? this.#readTimeoutMs, () => {
-      this.#fill();
-      return this.#scanLine(maxLength);
-    });
+    return this.#read(options.timeoutMs ?? this.#readTimeoutMs, () => this.#input.readLine(maxLength));
   }
 
   /**
@@ -339,32 +254,13 @@ export class LineConnection {
    * Throws {@linkcode ReadTimeoutError} or {@linkcode ConnectionClosedError}.
    *
    * Lifetime: the result belongs to the caller and stays valid for as long as it is kept (nothing in
-   * this class writes to it again). To avoid a copy per chunk while streaming a large message (issue 3),
+   * this class writes to it again). To avoid a copy per chunk while streaming a large message,
    * it is usually the runtime's own `'data'` chunk, or a `subarray` of it, rather than a fresh copy; so
    * its `.buffer` may be larger than the result (and holding a small piece keeps that chunk alive).
    */
   readChunk(options: ReadChunkOptions = {}): Promise<Uint8Array> {
     const maxBytes = options.maxBytes ?? Infinity;
-    return this.#read(options.timeoutMs ?? this.#readTimeoutMs, () => {
-      if (maxBytes <= 0) return undefined;
-      if (this.#end > this.#start) {
-        // Bytes already copied into the line buffer (after readLine, or unread): a copy of those.
-        const n = Math.min(this.#end - this.#start, maxBytes);
-        const out = this.#buf.slice(this.#start, this.#start + n);
-        this.#consume(n);
-        return out;
-      }
-      const head = this.#queue[0];
-      if (head === undefined) return undefined;
-      if (head.length <= maxBytes) {
-        this.#queue.shift();
-        this.#queueBytes -= head.length;
-        return head;
-      }
-      this.#queue[0] = head.subarray(maxBytes);
-      this.#queueBytes -= maxBytes;
-      return head.subarray(0, maxBytes);
-    });
+    return this.#read(options.timeoutMs ?? this.#readTimeoutMs, () => this.#input.readChunk(maxBytes));
   }
 
   /**
@@ -373,26 +269,7 @@ export class LineConnection {
    */
   unread(bytes: Uint8Array): void {
     if (bytes.length === 0) return;
-    if (this.#start === this.#end && bytes.length <= this.#buf.length) {
-      // Empty line buffer (its bytes all read; queued chunks come after it): put them at its end.
-      this.#start = this.#buf.length - bytes.length;
-      this.#end = this.#buf.length;
-      this.#buf.set(bytes, this.#start);
-    } else if (this.#start >= bytes.length) {
-      this.#start -= bytes.length;
-      this.#buf.set(bytes, this.#start);
-    } else {
-      const rest = this.#buf.subarray(this.#start, this.#end);
-      const next = new Uint8Array(Math.max(this.#buf.length, (bytes.length + rest.length) * 2));
-      next.set(bytes, 0);
-      next.set(rest, bytes.length);
-      this.#buf = next;
-      this.#start = 0;
-      this.#end = bytes.length + rest.length;
-    }
-    this.#scanned = 0;
-    this.#discarding = false;
-    this.#discardedCount = 0;
+    this.#input.unread(bytes);
     this.#notify();
   }
 
@@ -407,35 +284,8 @@ export class LineConnection {
       return Promise.reject(new ConnectionClosedError("Connection is closed", { cause: this.#error }));
     }
     const bytes = typeof data === "string" ? encoder.encode(data) : data;
-    const sock = this.#sock;
     this.bytesOut += bytes.length;
-    let ok: boolean;
-    try {
-      ok = sock.write(bytes);
-    } catch (err) {
-      return Promise.reject(new ConnectionClosedError("Write failed", { cause: err }));
-    }
-    if (ok) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const done = (err?: Error): void => {
-        clearTimeout(timer);
-        sock.off("drain", onDrain);
-        sock.off("close", onClose);
-        if (err) reject(err);
-        else resolve();
-      };
-      const onDrain = (): void => done();
-      const onClose = (): void => done(new ConnectionClosedError("Connection closed while writing"));
-      sock.on("drain", onDrain);
-      sock.on("close", onClose);
-      if (Number.isFinite(timeoutMs)) {
-        timer = setTimeout(() => {
-          this.destroy();
-          done(new WriteTimeoutError(timeoutMs));
-        }, timeoutMs);
-      }
-    });
+    return writeToSocket(this.#sock, bytes, timeoutMs, () => this.destroy());
   }
 
   /**
@@ -465,8 +315,7 @@ export class LineConnection {
     options: StartTlsServerOptions = {},
   ): Promise<TlsUpgradeResult> {
     return this.#upgrade(
-      (plain) => new tls.TLSSocket(plain, { isServer: true, secureContext }),
-      "secure",
+      serverWrap(secureContext),
       options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
       options.readyReply,
     );
@@ -478,22 +327,8 @@ export class LineConnection {
    * Throws {@linkcode TlsHandshakeError} (connection destroyed) on failure, timeout or a rejected cert.
    */
   startTlsClient(options: StartTlsClientOptions = {}): Promise<TlsUpgradeResult> {
-    const servername = options.servername;
     return this.#upgrade(
-      (plain) => {
-        const opts: tls.ConnectionOptions = {
-          socket: plain,
-          rejectUnauthorized: options.rejectUnauthorized ?? true,
-          minVersion: "TLSv1.2",
-        };
-        if (servername !== undefined) {
-          opts.host = servername;
-          if (isIP(servername) === 0) opts.servername = servername;
-        }
-        if (options.ca !== undefined) opts.ca = options.ca;
-        return tls.connect(opts);
-      },
-      "secureConnect",
+      clientWrap(options),
       options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
       undefined,
     );
@@ -533,8 +368,7 @@ export class LineConnection {
   // ---------------------------------------------------------------------------------------------------
 
   async #upgrade(
-    wrap: (plain: net.Socket) => tls.TLSSocket,
-    secureEvent: "secure" | "secureConnect",
+    side: TlsWrap,
     timeoutMs: number,
     readyReply: string | undefined,
   ): Promise<TlsUpgradeResult> {
@@ -546,57 +380,18 @@ export class LineConnection {
     plain.pause();
     this.#detach(plain);
     // CVE-2011-0411: everything received before the handshake is untrusted plaintext; drop it.
-    const discardedBytes = this.#end - this.#start + this.#queueBytes;
-    this.#start = this.#end = 0;
-    this.#queue = [];
-    this.#queueBytes = 0;
-    this.#scanned = 0;
-    this.#discarding = false;
-    this.#discardedCount = 0;
-
+    const discardedBytes = this.#input.clear();
+    let ready: Uint8Array | undefined;
+    if (readyReply !== undefined) {
+      ready = encoder.encode(readyReply);
+      this.bytesOut += ready.length;
+    }
     let tlsSock: tls.TLSSocket | undefined;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const cleanup: Array<() => void> = [];
     try {
-      if (readyReply !== undefined) {
-        const bytes = encoder.encode(readyReply);
-        this.bytesOut += bytes.length;
-        await new Promise<void>((resolve, reject) => {
-          const onClose = (): void => reject(new ConnectionClosedError("Connection closed before TLS"));
-          plain.once("close", onClose);
-          cleanup.push(() => plain.off("close", onClose));
-          plain.write(
-            bytes,
-            (err) => (err ? reject(new ConnectionClosedError("Write failed", { cause: err })) : resolve()),
-          );
-        });
-      }
-      const sock = wrap(plain);
-      tlsSock = sock;
-      sock.on("error", noop);
-      await new Promise<void>((resolve, reject) => {
-        const onSecure = (): void => resolve();
-        const onError = (err: unknown): void =>
-          reject(new TlsHandshakeError(`TLS handshake failed: ${errorMessage(err)}`, { cause: err }));
-        const onClose = (): void => reject(new TlsHandshakeError("Connection closed during TLS handshake"));
-        sock.once(secureEvent, onSecure);
-        sock.once("error", onError);
-        sock.once("close", onClose);
-        cleanup.push(() => {
-          sock.off(secureEvent, onSecure);
-          sock.off("error", onError);
-          sock.off("close", onClose);
-        });
-        if (Number.isFinite(timeoutMs)) {
-          timer = setTimeout(
-            () => reject(new TlsHandshakeError(`TLS handshake timed out after ${timeoutMs} ms`)),
-            timeoutMs,
-          );
-        }
+      await tlsHandshake(plain, side, timeoutMs, ready, (sock) => {
+        tlsSock = sock;
       });
     } catch (err) {
-      clearTimeout(timer);
-      for (const f of cleanup) f();
       this.#upgrading = false;
       this.#sock = tlsSock ?? plain;
       this.#eof = true;
@@ -606,9 +401,7 @@ export class LineConnection {
         ? err
         : new TlsHandshakeError(`TLS handshake failed: ${errorMessage(err)}`, { cause: err });
     }
-    clearTimeout(timer);
-    for (const f of cleanup) f();
-    const sock = tlsSock;
+    const sock = tlsSock!;
     this.#sock = sock;
     this.#isTls = true;
     this.#tlsInfo = readTlsInfo(sock);
@@ -639,109 +432,12 @@ export class LineConnection {
     const n = chunk.length;
     if (n === 0) return;
     this.bytesIn += n;
-    this.#queue.push(chunk);
-    this.#queueBytes += n;
-    if (this.#end - this.#start + this.#queueBytes >= this.#maxBuffered && !this.#pausedByUs) {
+    this.#input.push(chunk);
+    if (this.#input.byteCount >= this.#maxBuffered && !this.#pausedByUs) {
       this.#pausedByUs = true;
       this.#sock.pause();
     }
     this.#notify();
-  }
-
-  /** Copies every queued chunk into the line buffer (line reads scan `#buf` only). */
-  #fill(): void {
-    if (this.#queueBytes === 0) return;
-    for (const chunk of this.#queue) this.#copyIn(chunk);
-    this.#queue = [];
-    this.#queueBytes = 0;
-  }
-
-  #copyIn(chunk: Uint8Array): void {
-    const n = chunk.length;
-    if (this.#end + n > this.#buf.length) {
-      const live = this.#end - this.#start;
-      if (live + n <= this.#buf.length && this.#start > 0) {
-        this.#buf.copyWithin(0, this.#start, this.#end);
-      } else {
-        let size = this.#buf.length;
-        while (size < live + n) size *= 2;
-        const next = new Uint8Array(size);
-        next.set(this.#buf.subarray(this.#start, this.#end), 0);
-        this.#buf = next;
-      }
-      this.#start = 0;
-      this.#end = live;
-    }
-    this.#buf.set(chunk, this.#end);
-    this.#end += n;
-  }
-
-  #consume(n: number): void {
-    this.#start += n;
-    if (this.#start === this.#end) this.#start = this.#end = 0;
-  }
-
-  #resetLineState(): void {
-    this.#scanned = 0;
-    this.#discarding = false;
-    this.#discardedCount = 0;
-  }
-
-  /** One attempt at a line; `undefined` means "need more bytes". */
-  #scanLine(maxLength: number): Uint8Array | undefined {
-    const buf = this.#buf;
-    const start = this.#start;
-    const end = this.#end;
-    let i = start + this.#scanned;
-    while (i < end) {
-      const c = buf[i];
-      if (c === LF) {
-        // RFC 5321 2.3.8: a bare LF is not a line end (and must not be accepted as one: smuggling).
-        this.#consume(i + 1 - start);
-        this.#resetLineState();
-        throw new BareLineEndingError("LF");
-      }
-      if (c === CR) {
-        if (i + 1 >= end) break; // the LF may still come
-        if (buf[i + 1] !== LF) {
-          this.#consume(i + 1 - start);
-          this.#resetLineState();
-          throw new BareLineEndingError("CR");
-        }
-        const total = i + 2 - start;
-        if (this.#discarding) {
-          const length = this.#discardedCount + total;
-          this.#consume(total);
-          this.#resetLineState();
-          throw new LineTooLongError(length, maxLength);
-        }
-        if (total > maxLength) {
-          this.#consume(total);
-          this.#resetLineState();
-          throw new LineTooLongError(total, maxLength);
-        }
-        const line = buf.slice(start, i);
-        this.#consume(total);
-        this.#scanned = 0;
-        return line;
-      }
-      i++;
-    }
-    const pending = i - start; // scanned octets without a line end (a trailing CR is excluded)
-    if (this.#discarding || pending + 2 > maxLength) {
-      // The line cannot fit: drop what we have instead of buffering it (PROTOCOL.md 7, input 4).
-      this.#discarding = true;
-      this.#discardedCount += pending;
-      this.#consume(pending);
-      this.#scanned = 0;
-      if (this.#discardedCount > this.#floodLimit) {
-        this.#resetLineState();
-        throw new LineFloodError(this.#floodLimit);
-      }
-    } else {
-      this.#scanned = pending;
-    }
-    return undefined;
   }
 
   async #read<T>(timeoutMs: number, attempt: () => T | undefined): Promise<T> {
@@ -801,29 +497,7 @@ export class LineConnection {
   }
 }
 
-function readTlsInfo(sock: tls.TLSSocket): TlsInfo {
-  let protocol: string | null = null;
-  let cipher: string | null = null;
-  try {
-    protocol = sock.getProtocol?.() ?? null;
-  } catch {
-    // not implemented by this runtime
-  }
-  try {
-    cipher = sock.getCipher?.()?.name ?? null;
-  } catch {
-    // not implemented by this runtime
-  }
-  return { protocol, cipher, authorized: sock.authorized === true };
-}
-
 /** Strips the IPv4-mapped IPv6 prefix so per-IP limits and logs see `192.0.2.1`, not `::ffff:192.0.2.1`. */
 export function normalizeAddress(address: string): string {
   return address.startsWith("::ffff:") && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
 }
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-function noop(): void {}

@@ -1,6 +1,7 @@
 /**
  * TCP listeners for the intake (25), ODMR (366) and implicit-TLS ODMR (2366) ports, with total and per-IP
- * connection limits (PROTOCOL.md 7, input 25: per-IP concurrency cap answered with `421 4.7.0` at connect).
+ * connection limits (a per-IP concurrency cap answered with `421 4.7.0` at connect, RFC 5321 3.1;
+ * docs/protocol.md#connection-limits).
  *
  * Implicit TLS accepts plain TCP and wraps each socket with `new tls.TLSSocket(socket, { isServer: true })`,
  * the same measured pattern as STARTTLS, so Deno, Bun and Node share one code path.

@@ -31,13 +31,9 @@ import { ConnectionClosedError, LineConnection, type TlsInfo } from "../net/line
 import { TlsHandshakeError } from "../net/errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { DeliveryAbort, toAbort } from "../client/errors.ts";
-import {
-  type ClientTimeouts,
-  Code235AuthSucceeded,
-  describeReply,
-  SmtpClient,
-  type SmtpClientOptions,
-} from "../client/smtp_client.ts";
+import { type ClientTimeouts, SmtpClient, type SmtpClientOptions } from "../client/smtp_client.ts";
+import { describeReply } from "../client/outcome.ts";
+import { Code235AuthSucceeded, Code451LocalError } from "../smtp/codes.ts";
 import type { PipeliningMode } from "../client/pipelining.ts";
 import type { MxHost } from "./mx.ts";
 
@@ -51,8 +47,6 @@ export const DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS = 30_000;
 export const DEFAULT_MAX_CONNECTIONS = 10;
 /** Grace period for the FIN exchange when a session is given up. */
 const CLOSE_GRACE_MS = 1000;
-/** Code recorded when no endpoint could be used (RFC 5321 4.2.3: 451 local error, try again). */
-export const Code451NoDestination = 451;
 
 /** One place to connect to. */
 export interface Endpoint {
@@ -174,7 +168,7 @@ export async function dial(endpoints: readonly Endpoint[], options: DialOptions)
     let allowTls = true;
     while (opened < max) {
       const stopped = abortText(options.signal);
-      if (stopped !== null) return { ok: false, code: Code451NoDestination, text: stopped, attempts };
+      if (stopped !== null) return { ok: false, code: Code451LocalError, text: stopped, attempts };
       opened++;
       const outcome = await openSession(endpoint, allowTls, options);
       if ("client" in outcome) return { ok: true, session: outcome, attempts };
@@ -186,13 +180,13 @@ export async function dial(endpoints: readonly Endpoint[], options: DialOptions)
         why: outcome.text,
         retryPlain: outcome.retryPlain === true,
       });
-      if (outcome.stop) return { ok: false, code: Code451NoDestination, text: outcome.text, attempts };
+      if (outcome.stop) return { ok: false, code: Code451LocalError, text: outcome.text, attempts };
       if (!outcome.retryPlain || !allowTls) break;
       allowTls = false; // the same address once more, without STARTTLS (module text)
     }
     if (opened >= max) break;
   }
-  return { ok: false, code: Code451NoDestination, text: summarize(attempts), attempts };
+  return { ok: false, code: Code451LocalError, text: summarize(attempts), attempts };
 }
 
 /**

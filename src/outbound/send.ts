@@ -8,7 +8,7 @@
  * handshake by their timeouts, each SMTP command by RFC 5321 4.5.3.2, and the whole attempt by
  * `timeouts.attemptMs`.
  *
- * Results per recipient, as PROTOCOL 3.4 maps replies (the client does that mapping):
+ * Results per recipient, as docs/protocol.md#reply-mapping maps replies (the client does that mapping):
  * - `delivered`: 2xx to RCPT and to the final dot.
  * - `failed`: a 5xx to MAIL, RCPT or DATA, a refusal by the client itself (SIZE, 8BITMIME, SMTPUTF8),
  *   or a permanent DNS answer (no such domain, null MX, no MX host with an address).
@@ -22,7 +22,8 @@ import { readFileSync } from "node:fs";
 import type { Logger } from "../log/logger.ts";
 import type { TlsInfo } from "../net/line_connection.ts";
 import type { DeliverableMessage } from "../queue/store.ts";
-import { Code451LocalDeferral, DeliveryAbort } from "../client/errors.ts";
+import { DeliveryAbort } from "../client/errors.ts";
+import { Code451LocalError, Code550NotTaken, Code556DomainAcceptsNoMail } from "../smtp/codes.ts";
 import type { PipeliningMode } from "../client/pipelining.ts";
 import type { BodyOpener, ClientTimeouts } from "../client/smtp_client.ts";
 import {
@@ -34,11 +35,6 @@ import {
   type StartTlsPolicy,
 } from "./dial.ts";
 import { type MxResolverOptions, resolveMx } from "./mx.ts";
-
-/** RFC 7504 3 / RFC 7505 4.1: 556 "domain does not accept mail", recorded for a null MX. */
-export const Code556DomainAcceptsNoMail = 556;
-/** RFC 5321 4.2.3: 550 "mailbox unavailable", recorded for the other permanent DNS answers. */
-export const Code550Unroutable = 550;
 
 /** Timeouts of one attempt, in milliseconds. */
 export interface OutboundTimeouts extends ClientTimeouts {
@@ -243,7 +239,7 @@ export async function sendOutbound(options: SendOutboundOptions): Promise<Outbou
         address: options.recipients[i]!,
         // The client reports "relayed" only where a caller maps it; here a 2xx is simply delivered.
         result: o.result === "relayed" ? "delivered" : o.result,
-        code: o.code ?? Code451LocalDeferral,
+        code: o.code ?? Code451LocalError,
         text: o.text ?? "",
         remoteMta: endpoint.host,
       }));
@@ -281,7 +277,7 @@ async function routeOf(destination: OutboundDestination, dns: MxResolverOptions 
           return {
             ok: false,
             result: "deferred",
-            code: Code451LocalDeferral,
+            code: Code451LocalError,
             text: `4.7.0 Cannot read CA file: ${why}`,
           };
         }
@@ -293,11 +289,12 @@ async function routeOf(destination: OutboundDestination, dns: MxResolverOptions 
   }
   const mx = await resolveMx(destination.domain, dns);
   if (mx.kind === "temporary") {
-    return { ok: false, result: "deferred", code: Code451LocalDeferral, text: mx.reason };
+    return { ok: false, result: "deferred", code: Code451LocalError, text: mx.reason };
   }
   if (mx.kind === "permanent") {
-    // RFC 7505 4.1: a null MX is reported as 556 5.1.10.
-    const code = mx.nullMx ? Code556DomainAcceptsNoMail : Code550Unroutable;
+    // RFC 7505 4.1: a null MX is reported as 556 5.1.10; the other permanent DNS answers as 550
+    // "mailbox unavailable" (RFC 5321 4.2.3).
+    const code = mx.nullMx ? Code556DomainAcceptsNoMail : Code550NotTaken;
     return { ok: false, result: "failed", code, text: mx.reason };
   }
   return { ok: true, endpoints: mxEndpoints(mx.hosts, destination.mxPort), tls: { mode: "opportunistic" } };

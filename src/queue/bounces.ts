@@ -17,6 +17,7 @@ import { actionFor, needsDsn } from "../dsn/policy.ts";
 import { replyFromRecorded } from "../dsn/remote.ts";
 import type { DsnRecipient, DsnReply } from "../dsn/types.ts";
 import type { Logger } from "../log/logger.ts";
+import { Code550NotTaken } from "../smtp/codes.ts";
 import type { PendingRecipient, ReportedMessage, ReportStore } from "./report_store.ts";
 import type { ReportRouter, Routed } from "./report_router.ts";
 import type { QueueStore } from "./store.ts";
@@ -47,17 +48,12 @@ const BATCH = 50;
 export function reportPendingDsns(deps: BounceDeps): number {
   const ids = deps.reports.pendingMessageIds(BATCH);
   if (ids.length === 0) return 0;
-  const raw = deps.store.database.raw;
   const logs: (() => void)[] = [];
   deps.store.transaction(() => {
     for (const id of ids) {
-      raw.exec("SAVEPOINT dsn_one");
       try {
-        logs.push(reportMessage(deps, id));
-        raw.exec("RELEASE dsn_one");
+        logs.push(deps.store.savepoint("dsn_one", () => reportMessage(deps, id)));
       } catch (error) {
-        raw.exec("ROLLBACK TO dsn_one");
-        raw.exec("RELEASE dsn_one");
         // This message stays pending and is tried again on the next run; the others go on.
         deps.logger.error("DSN step failed", { msgId: id, error: String(error) });
       }
@@ -190,7 +186,7 @@ function dsnRecipient(r: PendingRecipient, lastCollected: Date | null): DsnRecip
       return {
         ...base,
         cause: "customer-rejected",
-        reply: reply ?? { code: r.lastCode ?? 550, lines: [r.lastText ?? "Refused"] },
+        reply: reply ?? { code: r.lastCode ?? Code550NotTaken, lines: [r.lastText ?? "Refused"] },
         ...remote,
       };
   }

@@ -24,20 +24,10 @@ export function expireRecipients(
 ): Map<string, number> {
   const now = clock.now();
   const expired = new Map<string, number>();
-  const update = store.database.raw.prepare(
-    "UPDATE recipients SET status = 'failed', failure_kind = 'expired', " +
-      "last_code = COALESCE(last_code, 451), last_text = COALESCE(last_text, ?) " +
-      "WHERE domain = ? AND status = 'queued' AND queued_at < ?",
-  );
-  const domains = store.database.raw.prepare(
-    "SELECT name, retention_ms AS retentionMs FROM domains WHERE queued_recipients > 0",
-  ).all() as { name: string; retentionMs: number | null }[];
-  for (const domain of domains) {
+  for (const domain of store.expiryCandidates()) {
     if (busy.has(domain.name)) continue;
     const cutoff = now - (domain.retentionMs ?? lifetimeMs);
-    const changes = Number(
-      store.transaction(() => update.run(EXPIRED_TEXT, domain.name, cutoff)).changes,
-    );
+    const changes = store.transaction(() => store.expireQueued(domain.name, cutoff, EXPIRED_TEXT));
     if (changes > 0) expired.set(domain.name, changes);
   }
   return expired;
@@ -48,10 +38,7 @@ export const ATRN_HISTORY_MS = 30 * 86_400_000;
 
 /** Deletes ATRN session records older than `keepMs`; returns how many. */
 export function pruneAtrnHistory(store: QueueStore, keepMs: number, clock: Clock): number {
-  const cutoff = clock.now() - keepMs;
-  return Number(
-    store.database.raw.prepare("DELETE FROM atrn_sessions WHERE started_at < ?").run(cutoff).changes,
-  );
+  return store.pruneAtrnHistory(clock.now() - keepMs);
 }
 
 /** Starts the periodic housekeeping; `tick` runs one round now (tests), `stop` ends it. */
@@ -78,7 +65,7 @@ export function startHousekeeping(
       await options.afterTick?.();
       pruneAtrnHistory(store, ATRN_HISTORY_MS, clock);
       // auto_vacuum=INCREMENTAL: give back up to 1000 free pages per tick without a full VACUUM.
-      store.database.raw.exec("PRAGMA incremental_vacuum(1000)");
+      store.incrementalVacuum(1000);
     } catch (error) {
       options.logger.error("housekeeping failed", { error: String(error) });
     }

@@ -1,6 +1,6 @@
 /**
- * One ATRN session per domain at a time (DESIGN.md 6; PROTOCOL.md 1.7): an in-process lease per
- * domain, taken for ALL of a session's domains at once or not at all. The relay is one process,
+ * One ATRN session per domain at a time (DESIGN.md 6; docs/protocol.md#atrn-decisions): an in-process
+ * lease per domain, taken for ALL of a session's domains at once or not at all. The relay is one process,
  * so memory is the right place: a crash frees every lease with the process. Each lease also
  * expires (longer than the longest session), so a session that somehow never releases cannot
  * block a domain forever.
@@ -8,7 +8,7 @@
 
 /** A lease table keyed by domain. */
 export class DomainLeases {
-  readonly #held = new Map<string, { owner: string; expiresAt: number }>();
+  readonly #held = new Map<string, { owner: string; expiresAt: number; idle: boolean }>();
   readonly #now: () => number;
 
   constructor(now: () => number = Date.now) {
@@ -22,7 +22,9 @@ export class DomainLeases {
       const lease = this.#held.get(domain);
       if (lease && lease.owner !== owner && lease.expiresAt > now) return false;
     }
-    for (const domain of domains) this.#held.set(domain, { owner, expiresAt: now + ttlMs });
+    for (const domain of domains) {
+      this.#held.set(domain, { owner, expiresAt: now + ttlMs, idle: this.#held.get(domain)?.idle ?? false });
+    }
     return true;
   }
 
@@ -31,9 +33,17 @@ export class DomainLeases {
     for (const [domain, lease] of this.#held) if (lease.owner === owner) this.#held.delete(domain);
   }
 
-  /** Domains currently leased (for /status). */
+  /**
+   * Marks `owner`'s leases as idle (a watching session waiting, nothing in flight) or busy again. An idle
+   * lease still keeps other sessions out, but expiry and operator bounces may touch its mail.
+   */
+  setIdle(owner: string, idle: boolean): void {
+    for (const lease of this.#held.values()) if (lease.owner === owner) lease.idle = idle;
+  }
+
+  /** Domains being delivered right now (leased and not idle). */
   busyDomains(): string[] {
     const now = this.#now();
-    return [...this.#held].filter(([, l]) => l.expiresAt > now).map(([d]) => d);
+    return [...this.#held].filter(([, l]) => l.expiresAt > now && !l.idle).map(([d]) => d);
   }
 }

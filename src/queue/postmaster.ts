@@ -14,7 +14,6 @@ import { composeDsn } from "../dsn/compose.ts";
 import { replyFromRecorded } from "../dsn/remote.ts";
 import type { Logger } from "../log/logger.ts";
 import { canonicalDomain } from "../smtp/idna.ts";
-import type { OpenDatabase } from "./db.ts";
 import type { OutboundQueue, OutboundRow } from "./outbound_queue.ts";
 import type { ReportRouter } from "./report_router.ts";
 import { concat } from "./spool.ts";
@@ -25,13 +24,6 @@ export const POSTMASTER_MAILBOX = "";
 
 /** Largest postmaster message forwarded (it is copied whole into the outbound queue); larger stay here. */
 export const MAX_FORWARDED_BYTES = 10 * 1024 * 1024;
-
-/** Messages waiting in the local postmaster mailbox. */
-export function postmasterMailboxCount(open: OpenDatabase): number {
-  return (open.raw.prepare(
-    "SELECT COUNT(DISTINCT message_id) AS n FROM recipients WHERE domain = '' AND status = 'queued'",
-  ).get() as unknown as { n: number }).n;
-}
 
 /**
  * Moves the local postmaster mailbox to the outbound queue, addressed to `address` (outside the hosted
@@ -44,19 +36,7 @@ export function forwardPostmasterMail(
   const at = address.lastIndexOf("@");
   const domain = at > 0 ? canonicalDomain(address.slice(at + 1)) : null;
   if (domain === null || deps.store.hasDomain(domain)) return 0;
-  const raw = deps.store.database.raw;
-  const rows = raw.prepare(
-    "SELECT r.id AS id, r.message_id AS messageId, m.mail_from AS mailFrom, m.size AS size, " +
-      "m.eight_bit AS eightBit, m.smtputf8 AS smtputf8 FROM recipients r JOIN messages m ON m.id = r.message_id " +
-      "WHERE r.domain = '' AND r.status = 'queued' ORDER BY r.id LIMIT 50",
-  ).all() as unknown as {
-    id: number;
-    messageId: number;
-    mailFrom: string;
-    size: number;
-    eightBit: number;
-    smtputf8: number;
-  }[];
+  const rows = deps.store.postmasterWaiting(50);
   let moved = 0;
   for (const row of rows) {
     if (row.size > MAX_FORWARDED_BYTES) continue;
@@ -68,15 +48,12 @@ export function forwardPostmasterMail(
         rcpt: address,
         domain,
         body,
-        eightBit: Boolean(row.eightBit),
-        smtputf8: Boolean(row.smtputf8),
+        eightBit: row.eightBit,
+        smtputf8: row.smtputf8,
         lifetimeMs: deps.lifetimeMs,
         aboutMessageId: row.messageId,
       });
-      raw.prepare("DELETE FROM recipients WHERE id = ?").run(row.id);
-      raw.prepare(
-        "DELETE FROM messages WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM recipients WHERE message_id = ?1)",
-      ).run(row.messageId);
+      deps.store.removeForwardedPostmaster(row.id, row.messageId);
     });
     deps.logger.info("postmaster mail forwarded", { msgId: row.messageId, to: address });
     moved++;

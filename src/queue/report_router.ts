@@ -32,7 +32,14 @@ export class ReportRouter {
   constructor(
     readonly store: QueueStore,
     readonly outbound: OutboundQueue,
-    readonly options: { hostname: string; lifetimeMs: number; clock: Clock; logger: Logger },
+    readonly options: {
+      hostname: string;
+      lifetimeMs: number;
+      clock: Clock;
+      logger: Logger;
+      /** A report joined the main queue for `domain` (wakes a watching session). */
+      onQueuedLocally?: (domain: string) => void;
+    },
   ) {}
 
   /** Queues `report` from the null sender `<>` (RFC 3461 6.2); call inside a transaction. */
@@ -68,6 +75,9 @@ export class ReportRouter {
           ret: null,
           recipients: [{ address: report.rcpt, domain, notify: null, orcpt: null }],
         }, { size: report.bytes.length, eightBit: report.eightBit, chunks: () => [report.bytes] });
+        // Called inside the transaction; the woken session looks only after it has committed (the
+        // event loop runs nothing else until then).
+        this.options.onQueuedLocally?.(domain);
         return "local";
       } catch (error) {
         if (!(error instanceof QuotaExceededError)) throw error;

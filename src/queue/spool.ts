@@ -5,7 +5,7 @@
  * nothing half-written ever reaches the queue. Leftover spool files (a crash mid-DATA) are removed
  * at start by `cleanSpoolDir`.
  *
- * Memory (issue 3): once spilled, `write` hands the caller's bytes straight to the file (no copy), and
+ * Memory: once spilled, `write` hands the caller's bytes straight to the file (no copy), and
  * `chunks` reads the file back into two reused buffers, so a large body allocates nothing per chunk.
  */
 import { closeSync, mkdirSync, openSync, readdirSync, readSync, rmSync, writeSync } from "node:fs";

@@ -2,7 +2,7 @@
  * The intake MX protocol (port 25, RFC 5321): accepts mail only for hosted domains and commits it
  * to the queue before answering 250. One handler per verb; the session loop (session.ts) does I/O.
  *
- * Policies chosen here (PROTOCOL.md 2, 6, 7):
+ * Policies chosen here (docs/protocol.md#intake-port-25, #hostile-input):
  * - Bare CR or LF: in a command, 500 and close (session.ts); in DATA, the message is read to the
  *   genuine CRLF.CRLF and refused with 550 5.6.0 (smtp/data_reader.ts). Never normalised.
  * - `MAIL FROM: <x>` with a space after the colon is accepted (RFC 2645's own example has it);
@@ -154,7 +154,7 @@ export class IntakeProtocol implements Protocol {
       HELP: () => ({ reply: C214Help }),
       QUIT: () => ({ reply: C221Bye, effect: { kind: "close" } }),
       STARTTLS: (arg) => this.#startTls(arg),
-      // Recognised but not offered here (RFC 5321 4.2.4; PROTOCOL 7 #12, #18).
+      // Recognised but not offered here (RFC 5321 4.2.4; docs/protocol.md#ehlo-keywords).
       AUTH: () => ({ reply: C502NotImplemented }),
       ATRN: () => ({ reply: C502NotImplemented }),
       ETRN: () => ({ reply: C502NotImplemented }),

@@ -3,7 +3,7 @@
  * successful ATRN the connection turns: the customer greets with 220 and this relay becomes the
  * SMTP client on the SAME socket and the SAME buffered reader (src/client/), with TLS kept.
  *
- * Decisions (PROTOCOL.md 1, 4, 7 items 11-21; Appendix A on fetchmail):
+ * Decisions (docs/protocol.md#odmr-port-366 and #fetchmail):
  * - CRAM-MD5 (RFC 2195) is always offered: it is mandatory in RFC 2645 and the only mechanism
  *   fetchmail speaks. PLAIN and LOGIN are offered only under TLS unless configured otherwise.
  * - Unknown user, disabled account and wrong secret all get the same `535 5.7.8` after the same
@@ -18,7 +18,8 @@
  * - Held domains (administration) keep their mail: ATRN treats them as having none, so a request
  *   touching only held domains gets `453 You have no mail` (fetchmail: success, nothing to do).
  * - Every ATRN reply is a single line (fetchmail reads one line).
- * - Bytes pipelined after ATRN: the session loop refuses with 554 5.5.0 and closes (PROTOCOL 7 #19).
+ * - Bytes pipelined after ATRN: the session loop refuses with 554 5.5.0 and closes
+ *   (docs/protocol.md#synchronization).
  */
 import type { Config } from "../config/fields.ts";
 import type { Logger } from "../log/logger.ts";
@@ -103,8 +104,12 @@ export interface TurnedSession {
   /** Connection id (logs, the list of watching sessions). */
   cid: string;
   username: string;
-  /** Extends the lease on the session's domains (a watching session holds them all along). */
-  renewLease(): void;
+  /** Extends the lease on the session's domains; false when another session holds them now. */
+  renewLease(): boolean;
+  /** The granted domains deliverable now (holds read again); null when the account may no longer collect. */
+  currentDomains(): string[] | null;
+  /** Marks the session as waiting with nothing in flight (a watch), or delivering again. */
+  setIdle(waiting: boolean): void;
 }
 
 /** What an ODMR session needs from the relay. */
@@ -177,12 +182,12 @@ export class OdmrProtocol implements Protocol {
   }
 
   pipeliningAllowed(): boolean {
-    // PIPELINING is not offered on the ODMR port (PROTOCOL.md 2.5).
+    // PIPELINING is not offered on the ODMR port (docs/protocol.md#ehlo-keywords).
     return false;
   }
 
   isJunk(verb: string): boolean {
-    return verb === "NOOP" || verb === "RSET" || verb === "HELP";
+    return verb === "NOOP" || verb === "RSET" || verb === "HELP" || verb === WATCH_KEYWORD;
   }
 
   authenticated(): boolean {
@@ -202,6 +207,8 @@ export class OdmrProtocol implements Protocol {
     // RFC 3207 4.2: forget the EHLO; a successful AUTH cannot have happened before (STARTTLS
     // after AUTH is refused below), so there is no identity to forget.
     this.#ehlo = false;
+    // A request made before TLS may have been injected by someone on the path.
+    this.#watchRequested = false;
   }
 
   #policy(): MechanismPolicy {
@@ -238,6 +245,8 @@ export class OdmrProtocol implements Protocol {
   /** XWATCH (a local extension, src/smtp/ehlo.ts): the next ATRN turns even when no mail waits. */
   #watch(arg: string): HandlerResult {
     if (!this.#ehlo) return { reply: C503NeedHelo };
+    // Only a customer that proved its secret may ask for a session that holds its domains open.
+    if (!this.#account) return { reply: C530AuthRequired };
     if (arg) return { reply: C501NoArguments(WATCH_KEYWORD) };
     if (!this.#deps.watchAccepting) return { reply: C502NotImplemented };
     if (!this.#deps.watchAccepting()) return { reply: C452TooManyWatching };
@@ -457,7 +466,16 @@ export class OdmrProtocol implements Protocol {
         report = await this.#deps.deliver(this.#conn, deliverable, sessionLogger, {
           cid: owner,
           username: account.username,
-          renewLease: () => void leases.tryAcquire(domains, owner, config.atrnSessionTimeout + 60_000),
+          renewLease: () => leases.tryAcquire(domains, owner, config.atrnSessionTimeout + 60_000),
+          currentDomains: () => {
+            const now = store.findAccount(account.username);
+            if (!now || now.disabled || now.id !== account.id) return null;
+            const open = new Set(
+              store.domainsOfAccount(account.id).filter((d) => !d.hold).map((d) => d.name),
+            );
+            return domains.filter((d) => open.has(d));
+          },
+          setIdle: (waiting) => leases.setIdle(owner, waiting),
         });
       } catch (error) {
         sessionLogger.error("delivery failed", { error: String(error) });

@@ -205,7 +205,7 @@ export class SessionLoop {
   async run(): Promise<void> {
     const { conn, limits } = this.#ctx;
     try {
-      // PROTOCOL 7 #6: a client that talks before the greeting is not a real MTA.
+      // docs/protocol.md#synchronization: a client that talks before the greeting is not a real MTA.
       const early = limits.greetingDelayMs > 0
         ? await conn.waitForInput(limits.greetingDelayMs)
         : conn.hasBufferedInput();
@@ -253,7 +253,8 @@ export class SessionLoop {
     if (this.#firstCommand) {
       const waitStarted = this.#now();
       this.#firstCommand = false;
-      // PROTOCOL 7 #10: a TLS ClientHello (0x16) or SSLv2 hello on the plaintext port gets 221 and close.
+      // docs/protocol.md#non-smtp-clients: a TLS ClientHello (0x16) or SSLv2 hello on the plaintext port
+      // gets 221 and close.
       if (!conn.isTls && await conn.waitForInput(timeoutMs)) {
         const chunk = await conn.readChunk({ timeoutMs });
         conn.unread(chunk);
@@ -281,7 +282,8 @@ export class SessionLoop {
           continue;
         }
         if (error instanceof BareLineEndingError) {
-          // PROTOCOL 7 #1: never a line end; refuse and close (the stream can no longer be trusted).
+          // docs/protocol.md#bare-line-endings: never a line end; refuse and close (the stream can no
+          // longer be trusted).
           await this.#fatal(
             error.character === "LF" ? C500BareLf : C500BareCr,
             "bare line ending in command",
@@ -333,7 +335,7 @@ export class SessionLoop {
     const command: Command = parseCommand(line);
     const { verb } = command;
     if (HTTP_OR_PROXY.test(line) && !(verb in protocol.handlers)) {
-      // PROTOCOL 7 #10: an HTTP client or proxy probe, not an MTA.
+      // docs/protocol.md#non-smtp-clients: an HTTP client or proxy probe, not an MTA.
       return void await this.#fatal(C221ForbiddenCommand, "HTTP request on an SMTP port");
     }
     const invalid = findInvalidCommandChar(line, { allowNonAscii: protocol.allowsNonAscii?.(verb) ?? false });
@@ -352,7 +354,7 @@ export class SessionLoop {
       }
     }
     // RFC 2920 3.1: without PIPELINING, or after a command that must end a batch, the client must
-    // wait for our reply; bytes already here mean it did not (PROTOCOL 7 #7, #8, #19).
+    // wait for our reply; bytes already here mean it did not (docs/protocol.md#synchronization).
     if (conn.hasBufferedInput() && (!protocol.pipeliningAllowed() || protocol.mustEndBatch(verb))) {
       return void await this.#fatal(C554SyncError, `input pipelined after ${verb}`);
     }

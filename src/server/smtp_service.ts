@@ -100,7 +100,7 @@ export async function startSmtpService(options: ServiceOptions): Promise<SmtpSer
     onRejected: async (conn: LineConnection, reason, info) => {
       state.connections.inc(`${name}-rejected-${reason}`);
       logger.warn("connection refused", { listener: name, ip: info.remoteAddress, reason });
-      // RFC 5321 3.1 / PROTOCOL 7 #25: a 421 at connect, then close.
+      // RFC 5321 3.1 / docs/protocol.md#connection-limits: a 421 at connect, then close.
       await conn.write(formatReply(C421TooManyConnections(hostname), { enhanced: true })).catch(() => {});
     },
     onError: (error, info) => {

@@ -22,6 +22,8 @@ export interface WatchingSession {
 /** Limits of push delivery (config). */
 export interface WatchLimits {
   maxSessions: number;
+  /** Watching sessions of one account: watchers are authenticated, so eviction never frees their slots. */
+  maxPerAccount: number;
   maxMs: number;
   keepaliveMs: number;
 }
@@ -41,8 +43,12 @@ export class WatchSessions {
       keepaliveMs: this.limits.keepaliveMs,
       stop: this.#stop.signal,
       renew: () => session.renewLease(),
+      currentDomains: () => session.currentDomains(),
+      idle: (waiting) => session.setIdle(waiting),
       enter: () => {
         if (this.#stop.signal.aborted || this.#watching.size >= this.limits.maxSessions) return false;
+        const mine = [...this.#watching.values()].filter((w) => w.username === session.username).length;
+        if (mine >= this.limits.maxPerAccount) return false;
         this.#watching.set(session.cid, {
           cid: session.cid,
           username: session.username,

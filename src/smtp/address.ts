@@ -1,7 +1,7 @@
 /**
  * Reverse-path and forward-path parsing for MAIL and RCPT (RFC 5321 4.1.2).
  *
- * Policies chosen here (PROTOCOL 2.9):
+ * Policies chosen here (docs/protocol.md#addresses):
  * - A space between the colon and the path is accepted (`MAIL FROM: <a@b>`, as in the RFC 2645
  *   example); spaces before the colon are not.
  * - Angle brackets are required: `MAIL FROM:a@b` gets `501 5.5.4` (strict, like Postfix with

@@ -1,7 +1,7 @@
 /**
  * Smuggling-safe streaming decoder for the DATA phase (server side).
  *
- * Policy (PROTOCOL 6 and 7 #2, #3, #5; RFC 5321 2.3.8, 4.1.1.4, 4.5.2):
+ * Policy (docs/protocol.md#bare-line-endings, #line-limits; RFC 5321 2.3.8, 4.1.1.4, 4.5.2):
  * - End of data is recognised ONLY on the raw octets CR LF "." CR LF, checked before any
  *   normalisation. The start of the data counts as following a CRLF, so an immediate ".\r\n" is an
  *   empty message. `\n.\r\n`, `\n.\n`, `\r\n.\n` and `\r.\r\n` are NOT end of data.
@@ -22,7 +22,7 @@
  * Memory: at most two held octets between calls (a pending CR, or a line-start "." and CR); each call
  * returns at most `chunk.length + 1` decoded octets, written into ONE output buffer that the reader
  * reuses (grown to the largest chunk seen), so streaming a large message allocates nothing per chunk
- * (issue 3). Nothing accumulates.
+ * Nothing accumulates.
  *
  * Lifetime: `body` from {@link DataReader.push} is a view of that reused buffer and is valid only until
  * the next `push` on the same reader; consume it (write it to the spool, scan it) or copy it first.
@@ -277,7 +277,8 @@ export class DataReader {
 
   /** Handles an octet that is neither a held CR nor a line-start dot; LF here is always bare. */
   #midLine(byte: number): void {
-    // RFC 5321 2.3.8 / PROTOCOL 6: an LF without CR is not a line ending, so "." after it is plain text.
+    // RFC 5321 2.3.8 (docs/protocol.md#bare-line-endings): an LF without CR is not a line ending, so "."
+    // after it is plain text.
     if (byte === LF) this.#stats.bareLf = true;
     this.#emit(byte);
     this.#state = MID_LINE;
@@ -310,7 +311,7 @@ export interface DataRejectionOptions {
 
 /**
  * Maps the reader's findings to the reply for the final dot, or `null` when nothing is wrong.
- * Bare line endings come first because they are the smuggling signal (PROTOCOL 6).
+ * Bare line endings come first because they are the smuggling signal (docs/protocol.md#bare-line-endings).
  */
 export function dataRejection(stats: DataStats, options: DataRejectionOptions = {}): Reply | null {
   if (stats.bareLf || stats.bareCr) return C550BareLineEndingInData;

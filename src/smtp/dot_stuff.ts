@@ -1,5 +1,5 @@
 /**
- * Streaming dot-stuffing encoder for sending message content (client side, PROTOCOL 3.5).
+ * Streaming dot-stuffing encoder for sending message content (client side, docs/protocol.md#client-commands).
  *
  * Output is canonical: every line ends in CRLF, and every line that starts with "." gets another "."
  * in front (RFC 5321 4.5.2). A bare CR or bare LF in the input becomes CRLF. Stored messages are

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { Code250Ok } from "./codes.ts";
 import type { Reply } from "./reply_codes.ts";
 
 /**
@@ -12,7 +13,7 @@ import type { Reply } from "./reply_codes.ts";
  */
 export function buildEhloReply(domain: string, greeting: string, keywords: readonly string[]): Reply {
   const first = greeting === "" ? domain : `${domain} ${greeting}`;
-  return { code: 250, lines: [first, ...keywords] };
+  return { code: Code250Ok, lines: [first, ...keywords] };
 }
 
 /** A keyword map whose lookups ignore case (RFC 5321 2.4: EHLO keywords are case-insensitive). */

@@ -1,6 +1,6 @@
 /**
- * The Received trace header we prepend on intake (RFC 5321 4.4; PROTOCOL 2.11), and a streaming
- * counter of existing Received fields for loop detection (RFC 5321 6.3).
+ * The Received trace header we prepend on intake (RFC 5321 4.4; docs/protocol.md#received-header), and a
+ * streaming counter of existing Received fields for loop detection (RFC 5321 6.3).
  *
  * @module
  */
@@ -86,7 +86,7 @@ export function sanitizeHeloName(name: string): { text: string; valid: boolean }
  *
  * From-domain follows RFC 5321 4.4 Extended-Domain: the EHLO name when it is a valid domain or address
  * literal, with the TCP information in a comment; otherwise the peer's address literal, and the
- * EHLO name goes into the comment, escaped (PROTOCOL 7 #24: no header injection via EHLO).
+ * EHLO name goes into the comment, escaped (docs/protocol.md#injection: no header injection via EHLO).
  */
 export function buildReceivedHeader(options: ReceivedOptions): string {
   const helo = sanitizeHeloName(options.heloName);

@@ -68,7 +68,7 @@ export interface ParsedReply {
 
 /** Limits for {@link ReplyParser}. */
 export interface ReplyParserOptions {
-  /** Most lines in one reply; default 100 (PROTOCOL 3.1: cap hostile `250-` floods). */
+  /** Most lines in one reply; default 100 (docs/protocol.md#client-limits: cap hostile `250-` floods). */
   maxLines?: number;
   /** Longest line in octets including the CRLF the caller stripped; default 512 (RFC 5321 4.5.3.1.5). */
   maxLineLength?: number;

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import * as net from "node:net";
 import * as tls from "node:tls";
 import { deliverQueued } from "../../src/client/deliver_session.ts";
-import { LineSplitter } from "../../src/client/smtp_client.ts";
+import { LineSplitter } from "../../src/net/line_buffer.ts";
 import { LineConnection } from "../../src/net/line_connection.ts";
 import { makeTestCert } from "../support/certs.ts";
 import { sleep } from "../support/fake_customer.ts";

@@ -93,7 +93,7 @@ describe("pull daemon", { skip: sinkMissing ?? false }, () => {
     assert.match(failed ?? "", /level=warn .*messages=0 .*detail=/);
   });
 
-  it("several providers: each polled in turn, a provider that is down does not keep the other's mail", async () => {
+  it("several providers: each polled on its own, a provider that is down does not keep the other's mail", async () => {
     const a = await relayOn(await freePort(), tempDir("odmr-pull-a-"));
     const b = await relayOn(await freePort(), tempDir("odmr-pull-b-"));
     const down = await freePort();
@@ -108,9 +108,9 @@ describe("pull daemon", { skip: sinkMissing ?? false }, () => {
     } finally {
       await daemon.stop();
     }
-    const first = daemon.results.slice(0, 3);
-    assert.deepEqual(first.map((r) => r.provider), providers.map((p) => `127.0.0.1:${p.port}`));
-    assert.deepEqual(first.map((r) => r.outcome), ["turned", "connect-failed", "turned"]);
+    // One loop per provider, concurrently: the first result of each, whatever order they finished in.
+    const firstOf = (port: number) => daemon.results.find((r) => r.provider === `127.0.0.1:${port}`)?.outcome;
+    assert.deepEqual(providers.map((p) => firstOf(p.port)), ["turned", "connect-failed", "turned"]);
     assert.deepEqual([...queuedAddresses(a), ...queuedAddresses(b)], []);
   });
 

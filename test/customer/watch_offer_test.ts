@@ -40,10 +40,10 @@ describe("WatchAdvertiser", () => {
     );
   });
 
-  test("a single-line EHLO reply gets a keyword line too", () => {
+  test("a single-line EHLO reply keeps its domain line first and gets the keyword after it", () => {
     assert.equal(
       run("EHLO r\r\n", ["220 x\r\n", "250 local.test\r\n"]),
-      "220 x\r\n250-XWATCH\r\n250 local.test\r\n",
+      "220 x\r\n250-local.test\r\n250 XWATCH\r\n",
     );
   });
 

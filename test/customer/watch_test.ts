@@ -138,3 +138,124 @@ describe("push delivery (pull --watch)", () => {
     }
   });
 });
+
+describe("push delivery: review regressions", () => {
+  it("XWATCH needs AUTH and is forgotten after STARTTLS-style resets; per-account limit", async () => {
+    const relay = await startOdmrRelay({
+      config: { atrnMaxWatchingPerAccount: 1, atrnWatchMaxDuration: 60_000 },
+    });
+    const local = await startFakeMx({ name: "local.test" });
+    try {
+      const anon = await openOdmr(relay.odmrPort);
+      await anon.sendLine("XWATCH");
+      await anon.expect("530 *");
+      anon.close();
+      const session = pull({
+        host: "127.0.0.1",
+        port: relay.odmrPort,
+        ...pollOptions(local.port, { watch: true }),
+      });
+      await waitFor(() => relay.relay.watching().length === 1, "the first watch");
+      // alice already watches once: her second session may ask, but it is not kept open.
+      const second = await pull({
+        host: "127.0.0.1",
+        port: relay.odmrPort,
+        ...pollOptions(local.port, { watch: true, domains: ["a.test"] }),
+      });
+      assert.deepEqual([second.outcome, second.watched], ["turned", false], "the relay did not watch it");
+      await relay.stop();
+      await session;
+    } finally {
+      await relay.stop();
+      await local.close();
+    }
+  });
+
+  it("a local server that refuses the session does not make pull think it watched", async () => {
+    const relay = await startOdmrRelay();
+    const local = await startFakeMx({ greeting: "421 local.test busy" });
+    try {
+      const result = await pull({
+        host: "127.0.0.1",
+        port: relay.odmrPort,
+        ...pollOptions(local.port, { watch: true }),
+      });
+      assert.equal(result.watched, false);
+    } finally {
+      await relay.stop();
+      await local.close();
+    }
+  });
+
+  it("a hold or a disabled account takes effect in a running watch; deferred mail is retried at keepalive", async () => {
+    let refuse = true;
+    const local = await startFakeMx({
+      name: "local.test",
+      rcptReply: (
+        address,
+      ) => (address === "later@example.test" && refuse ? "451 4.3.0 try later" : undefined),
+    });
+    const relay = await startOdmrRelay({ config: { atrnWatchKeepalive: 300, atrnWatchMaxDuration: 60_000 } });
+    try {
+      const session = pull({
+        host: "127.0.0.1",
+        port: relay.odmrPort,
+        ...pollOptions(local.port, { watch: true }),
+      });
+      await waitFor(() => relay.relay.watching().length === 1, "the watch");
+      await send(relay.smtpPort, "later@example.test", "deferred once");
+      await waitFor(() => local.sessions[0]!.commands.some((c) => c.includes("later@")), "the first try");
+      refuse = false;
+      await waitFor(
+        () => local.messages.some((m) => /deferred once/.test(m.data)),
+        "the retry at keepalive",
+        5000,
+      );
+      relay.store.setDomainHold("example.test", true);
+      await send(relay.smtpPort, "held@example.test", "while held");
+      await new Promise((r) => setTimeout(r, 700));
+      assert.ok(!local.messages.some((m) => /while held/.test(m.data)), "a held domain is not delivered");
+      relay.store.setAccountDisabled("alice", true);
+      const result = await session;
+      assert.equal(result.outcome, "turned", "a disabled account's watch ends");
+      assert.equal(relay.relay.watching().length, 0);
+    } finally {
+      await relay.stop();
+      await local.close();
+    }
+  });
+
+  it("the lease is renewed while a watch delivers: a second host never delivers the same mail", async () => {
+    let now = Date.now();
+    const local = await startFakeMx({ name: "local.test" });
+    const relay = await startOdmrRelay({
+      clock: { now: () => now },
+      config: { atrnSessionTimeout: 1000, atrnWatchKeepalive: 200, atrnWatchMaxDuration: 3_600_000 },
+    });
+    try {
+      const session = pull({
+        host: "127.0.0.1",
+        port: relay.odmrPort,
+        ...pollOptions(local.port, { watch: true }),
+      });
+      await waitFor(() => relay.relay.watching().length === 1, "the watch");
+      // Time passes far beyond the first lease (atrnSessionTimeout + 1 min) while the watch lives on.
+      for (let i = 0; i < 3; i++) {
+        now += 10 * 60_000;
+        await send(relay.smtpPort, `m${i}@example.test`, `m${i}`);
+        await waitFor(() => local.messages.length === i + 1, `m${i}`);
+      }
+      const other = await openOdmr(relay.odmrPort, { user: "alice" });
+      await other.sendLine("XWATCH");
+      await other.expect("250 *");
+      await other.sendLine("ATRN example.test");
+      await other.expect("451 *");
+      other.close();
+      await relay.stop();
+      await session;
+    } finally {
+      await relay.stop();
+      await local.close();
+    }
+  });
+});

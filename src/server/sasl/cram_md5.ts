@@ -4,7 +4,7 @@
  * The digest is HMAC-MD5(secret, challenge) (RFC 2104). HMAC's first step is hashing one 64-byte block of
  * `K XOR ipad` (inner) and one of `K XOR opad` (outer); RFC 2195 allows storing those two intermediate MD5
  * states rather than the secret. Dovecot's `{CRAM-MD5}` scheme writes them as 64 hex digits, outer first,
- * each of A, B, C, D as a little-endian uint32 (see PROTOCOL.md 4.3).
+ * each of A, B, C, D as a little-endian uint32 (docs/protocol.md#cram-md5-secret-storage).
  *
  * The stored value is still password-equivalent for CRAM-MD5 (RFC 2195 section "Security
  * Considerations"): protect it like a secret.

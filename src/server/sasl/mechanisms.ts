@@ -2,12 +2,15 @@
  * Which SASL mechanisms to advertise and accept, as a function of TLS state and configuration.
  *
  * - CRAM-MD5 is mandatory to implement on the ODMR port (RFC 2645 4) and is the only mechanism fetchmail's
- *   ODMR client speaks, without STARTTLS, so it is offered with or without TLS (PROTOCOL.md 1.4, 8.3).
+ *   ODMR client speaks, without STARTTLS, so it is offered with or without TLS
+ *   (docs/protocol.md#cram-md5-without-tls).
  * - PLAIN and LOGIN reveal the password; RFC 4954 4/15 require that a server can be configured to offer no
  *   plaintext mechanism without TLS. That is the default here.
  *
  * @module
  */
+
+import { C504EncryptionRequired, C504UnknownMechanism, type Reply } from "../../smtp/reply_codes.ts";
 
 /** SASL mechanisms this server implements, in advertising order (strongest first). */
 export const SUPPORTED_MECHANISMS = ["CRAM-MD5", "PLAIN", "LOGIN"] as const;
@@ -21,7 +24,7 @@ export interface MechanismInfo {
   readonly plaintext: boolean;
   /**
    * Server speaks first (CRAM-MD5 sends the challenge), so an initial response on the AUTH line is a
-   * protocol error: `501 5.7.0` (PROTOCOL.md 4.1).
+   * protocol error: `501 5.7.0` (docs/protocol.md#auth-replies).
    */
   readonly serverFirst: boolean;
 }
@@ -53,11 +56,25 @@ export type MechanismVerdict =
     readonly ok: false;
     /** `unknown-mechanism`: not implemented or turned off. `encryption-required`: needs TLS first. */
     readonly reason: "unknown-mechanism" | "encryption-required";
-    /** RFC 4954 4: both cases are `504 5.5.4` (`538 5.7.11` is historical, PROTOCOL.md 8.9). */
-    readonly code: 504;
-    readonly enhanced: "5.5.4";
+    /**
+     * The reply to send, {@linkcode C504UnknownMechanism} or {@linkcode C504EncryptionRequired}
+     * (RFC 4954 4: both cases are `504 5.5.4`; `538 5.7.11` is historical), as code, enhanced code
+     * and text.
+     */
+    readonly code: number;
+    /** Its enhanced status code. */
+    readonly enhanced: string;
+    /** Its text. */
     readonly text: string;
   };
+
+/** A refusal verdict carrying `reply` (a one-line reply with an enhanced code). */
+function refusal(
+  reason: "unknown-mechanism" | "encryption-required",
+  reply: Reply,
+): MechanismVerdict {
+  return { ok: false, reason, code: reply.code, enhanced: reply.enhanced ?? "", text: reply.lines.join(" ") };
+}
 
 function isOffered(mechanism: SaslMechanism, policy: MechanismPolicy): boolean {
   if (mechanism === "CRAM-MD5") return policy.cramMd5Enabled ?? true;
@@ -89,22 +106,10 @@ export function checkMechanism(name: string, policy: MechanismPolicy): Mechanism
   const upper = name.toUpperCase();
   const mechanism = SUPPORTED_MECHANISMS.find((m) => m === upper);
   if (mechanism === undefined || !isOffered(mechanism, policy)) {
-    return {
-      ok: false,
-      reason: "unknown-mechanism",
-      code: 504,
-      enhanced: "5.5.4",
-      text: "Unrecognized authentication type",
-    };
+    return refusal("unknown-mechanism", C504UnknownMechanism);
   }
   if (needsTls(mechanism, policy)) {
-    return {
-      ok: false,
-      reason: "encryption-required",
-      code: 504,
-      enhanced: "5.5.4",
-      text: "Encryption required for requested authentication mechanism",
-    };
+    return refusal("encryption-required", C504EncryptionRequired);
   }
   return { ok: true, mechanism, info: MECHANISM_INFO[mechanism] };
 }

@@ -133,7 +133,7 @@ export function needsRehash(stored: string, params: ScryptParams = DEFAULT_SCRYP
 
 /**
  * Hash to verify against when the username does not exist, so an unknown user costs the same scrypt work
- * as a wrong password (PROTOCOL.md 4.5: same 535 for both, and no timing hint either).
+ * as a wrong password (docs/protocol.md#auth-replies: same 535 for both, and no timing hint either).
  */
 export async function makeDummyHash(options: HashPasswordOptions = {}): Promise<string> {
   return await hashPassword(generateSecret(), options);
@@ -147,7 +147,7 @@ const SECRET_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789";
 export const SECRET_LENGTH = 26;
 
 /**
- * A random shared secret for a customer (PROTOCOL.md 1.8: random >= 128-bit secrets make an offline
+ * A random shared secret for a customer (docs/protocol.md#secrets: random >= 128-bit secrets make an offline
  * dictionary attack on a sniffed CRAM-MD5 exchange pointless). 26 characters from a 32-symbol lower-case
  * alphabet without `0 o 1 l`, so it can be read aloud or pasted into a fetchmailrc `password "..."` with no
  * quoting trouble.
