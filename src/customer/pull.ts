@@ -65,10 +65,16 @@ export async function pull(options: PullOptions): Promise<PollResult> {
   if (tally.lostTrack) {
     options.logger.debug("message count incomplete", { provider, reason: tally.lostTrack });
   }
+  // The provider ends a complete session with QUIT (RFC 5321 4.1.1.10); without it the collection was
+  // cut off (the provider died, the network failed) and more mail may be waiting: not a success.
+  const cut = !bridged.abandoned && !tally.quitSeen;
   return result({
-    outcome: bridged.abandoned ? "interrupted" : "turned",
+    outcome: bridged.abandoned ? "interrupted" : cut ? "connect-failed" : "turned",
     message: bridged.abandoned
       ? "session cut by a stop; the provider keeps what the local server did not confirm"
+      : cut
+      ? "the session was cut off before the provider's QUIT; what the local server confirmed is " +
+        "delivered, the rest stays queued at the provider"
       : "session ended",
     messages: tally.accepted,
     refused: tally.refused,

@@ -41,6 +41,8 @@ export class SessionTally {
   lostTrack: string | null = null;
   /** NOOPs the provider sent: a relay that watches (push delivery) sends one as soon as it does. */
   noops = 0;
+  /** The provider said QUIT: the session ended as planned (not cut off halfway). */
+  quitSeen = false;
 
   /** RFC 5321 3.1: the server speaks first. */
   #expecting: Expecting[] = ["greeting"];
@@ -97,6 +99,7 @@ export class SessionTally {
     const [verb = "", size, last] = line.trim().split(/\s+/);
     const upper = verb.toUpperCase();
     if (upper === "NOOP") this.noops++;
+    if (upper === "QUIT") this.quitSeen = true;
     if (upper === "BDAT") {
       // RFC 3030 2: `BDAT size [LAST]`, then exactly `size` octets; one reply per BDAT.
       const octets = /^\d{1,15}$/.test(size ?? "") ? Number(size) : NaN;
