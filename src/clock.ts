@@ -1,6 +1,6 @@
 /**
  * The one clock type: everything that reads the time takes a `Clock`, so tests control time and never
- * sleep (DESIGN.md 4, seam 9).
+ * sleep (docs/design.md#seams, 9).
  *
  * @module
  */

@@ -1,6 +1,6 @@
 /**
  * Assembles the running relay: one process, one event loop, listeners over one SQLite queue
- * (DESIGN.md 1). `startRelay` binds everything or fails with a clear message; `stop` shuts down
+ * (docs/design.md#one-process). `startRelay` binds everything or fails with a clear message; `stop` shuts down
  * in order: listeners drain (new connections get 421, DATA in flight gets the grace period),
  * then the HTTP API, then the database.
  */

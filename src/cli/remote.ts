@@ -1,6 +1,6 @@
 /**
  * Commands that act on a RUNNING relay through its HTTP API, so the relay stays the only writer of
- * the queue (DESIGN.md 4, seam 8, as Caddy's CLI does): `status`, `queue list|show|delete|bounce`,
+ * the queue (docs/design.md#seams, 8, as Caddy's CLI does): `status`, `queue list|show|delete|bounce`,
  * `domain hold|release`.
  *
  * Where the relay is: `--http-url`, else the config's `httpListen` (from --config, the environment

@@ -1,6 +1,6 @@
 /**
  * Drains the queue for the granted domains over a connection handed over by the ODMR server after the
- * ATRN turn (RFC 2645 4; DESIGN.md 6).
+ * ATRN turn (RFC 2645 4; docs/design.md#delivery).
  *
  * Order of events: wait for the customer's greeting, EHLO, then page through the queue by message id
  * (keyset pagination) and send each message. A recipient is removed only after a 2xx to the final dot.
@@ -255,7 +255,7 @@ export async function deliverQueued(options: DeliverOptions): Promise<DeliverRes
           afterId = message.id;
           counts.messages++;
           const result = await client.sendMessage(message, () => store.readBody(message.id));
-          // Queued for the next group commit; nothing was removed before the customer's 250 (DESIGN 6).
+          // Queued for the next group commit; nothing was removed before the customer's 250 (docs/design.md#delivery).
           batch.add(message.id, forTheRecord(message, result.outcomes, remoteMta, reportsSuccess));
           counts.delivered += result.delivered;
           counts.deferred += result.deferred;

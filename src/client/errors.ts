@@ -4,7 +4,7 @@
  * Every failure that ends the reversed session (connection lost, a timeout, a protocol violation by the
  * customer, a refusing greeting, our own session limit) becomes a {@linkcode DeliveryAbort}. Its `code`,
  * `enhanced` and `text` are what gets recorded on each unconfirmed recipient, which stays queued
- * (DESIGN.md 6: at-least-once; RFC 5321 6.1: a duplicate is acceptable, a loss is not).
+ * (docs/design.md#delivery: at-least-once; RFC 5321 6.1: a duplicate is acceptable, a loss is not).
  *
  * @module
  */

@@ -1,5 +1,5 @@
 /**
- * SMTP client over a connection it is HANDED and never dials (DESIGN.md 4, seam 1).
+ * SMTP client over a connection it is HANDED and never dials (docs/design.md#seams, 1).
  *
  * After the ATRN turn (RFC 2645 4) the relay's ODMR server passes its {@linkcode LineConnection}, with the
  * same read buffer, to this client: the customer's 220 may already be buffered. The client then reads the

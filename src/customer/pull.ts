@@ -5,7 +5,7 @@
  *
  * Nothing here can lose mail: before the turn nothing is delivered, and after it the provider only
  * hears what the local server answered, so whatever was not confirmed stays queued at the provider
- * (RFC 2645 4; the relay's side: DESIGN.md 6). That is also why stopping is safe at any moment.
+ * (RFC 2645 4; the relay's side: docs/design.md#delivery). That is also why stopping is safe at any moment.
  */
 import type { Logger } from "../log/logger.ts";
 import { bridge } from "./bridge.ts";

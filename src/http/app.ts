@@ -1,5 +1,5 @@
 /**
- * The HTTP status API as a Hono app (DESIGN.md 4, seam 7): `createApp(deps)` builds it, tests call
+ * The HTTP status API as a Hono app (docs/design.md#seams, 7): `createApp(deps)` builds it, tests call
  * `app.request()`, and the runtime adapter serves it.
  *
  * Endpoints (docs/http_api.md has the full reference):
@@ -41,7 +41,7 @@ export interface AppDeps {
   listenerIsLoopback?: boolean;
   /** Reported version (default: the build's VERSION). */
   version?: string;
-  /** Clock in epoch ms, injected so tests control ages (DESIGN.md 4, seam 9). */
+  /** Clock in epoch ms, injected so tests control ages (docs/design.md#seams, 9). */
   now?: () => number;
   /** Recipients waiting for their DSN (for /status, /metrics and the page). */
   reports?: ReportStore;

@@ -9,7 +9,7 @@
  *   POST   /domains/:name/hold | /domains/:name/release         keep or release a domain's mail
  *
  * The running relay stays the only writer of the queue: the CLI goes through these routes
- * (DESIGN.md 4, seam 8).
+ * (docs/design.md#seams, 8).
  */
 import { Hono } from "hono";
 import type { QueueStore } from "../queue/store.ts";

@@ -131,7 +131,7 @@ export class LineConnection {
 
   /**
    * Wraps a connected socket and starts buffering its input at once (so early talkers are seen).
-   * `setNoDelay(true)` is applied: SMTP replies are small and latency-bound (DESIGN 6).
+   * `setNoDelay(true)` is applied: SMTP replies are small and latency-bound (docs/design.md#delivery).
    */
   constructor(socket: AnySocket, options: LineConnectionOptions = {}) {
     this.#sock = socket;
@@ -304,7 +304,7 @@ export class LineConnection {
   }
 
   /**
-   * Server side of STARTTLS (RFC 3207 4), the pattern measured to work on Deno, Bun and Node (DESIGN 2):
+   * Server side of STARTTLS (RFC 3207 4), the pattern measured to work on Deno, Bun and Node (docs/design.md#runtimes):
    * detach the plaintext reader, `pause()`, DISCARD every byte buffered before the handshake
    * (CVE-2011-0411, RFC 3207 4.2), write `readyReply` if given, then
    * `new tls.TLSSocket(socket, { isServer: true, secureContext })`, wait for `'secure'`, reattach the

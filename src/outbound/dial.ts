@@ -1,6 +1,6 @@
 /**
  * Dialling for the outbound path: connect to the first destination that will talk, and hand back an
- * {@linkcode SmtpClient} ready for MAIL. The client itself never dials (DESIGN.md 4, seam 1); this module
+ * {@linkcode SmtpClient} ready for MAIL. The client itself never dials (docs/design.md#seams, 1); this module
  * does, beside it.
  *
  * For each endpoint in order (MX hosts by preference, each host's addresses in order; or the smarthost):

@@ -1,7 +1,7 @@
 /**
  * The delivery side of the queue: what an ATRN session may deliver, the stored body, the
  * per-recipient outcomes, and the expiry of mail nobody collected in time. Prepared statements
- * throughout: the selection and the marks run for every message of every session (DESIGN.md 2), and
+ * throughout: the selection and the marks run for every message of every session (docs/design.md#runtimes), and
  * every statement here is an index range per domain or per message, never a queue scan.
  *
  * @module

@@ -1,7 +1,7 @@
 /**
  * The intake's side of the queue: the RCPT-time recipient check and the commit of an accepted
  * message (envelope, body chunks, recipients), with the per-domain queue quotas. Prepared statements
- * throughout: this runs for every recipient and every message (DESIGN.md 2: drizzle's builder
+ * throughout: this runs for every recipient and every message (docs/design.md#runtimes: drizzle's builder
  * re-prepares on each call; prepared, commits went from 2.9k to 5.3k per second).
  *
  * @module

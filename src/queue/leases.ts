@@ -1,5 +1,5 @@
 /**
- * One ATRN session per domain at a time (DESIGN.md 6; docs/protocol.md#atrn-decisions): an in-process
+ * One ATRN session per domain at a time (docs/design.md#delivery; docs/protocol.md#atrn-decisions): an in-process
  * lease per domain, taken for ALL of a session's domains at once or not at all. The relay is one process,
  * so memory is the right place: a crash frees every lease with the process. Each lease also
  * expires (longer than the longest session), so a session that somehow never releases cannot

@@ -1,5 +1,5 @@
 /**
- * The queue store: the one object the rest of the program holds for the queue (DESIGN.md 4, seam 6).
+ * The queue store: the one object the rest of the program holds for the queue (docs/design.md#seams, 6).
  * It composes one module per aggregate over the same SQLite connection, and its methods delegate to
  * them by the same names:
  *
@@ -15,7 +15,7 @@
  * | postmaster_store.ts | the relay's own postmaster mailbox | prepared statements |
  *
  * Hot paths (every RCPT, message, delivery mark and status read) use prepared statements, because
- * drizzle's builder re-prepares on each call (DESIGN.md 2); the rest use the builder for its typed
+ * drizzle's builder re-prepares on each call (docs/design.md#runtimes); the rest use the builder for its typed
  * rows. Synchronous (node:sqlite is), so each method is one transaction that cannot interleave with
  * another on the event loop. The reporting jobs' statements are in report_store.ts and the outbound
  * queue's in outbound_queue.ts, constructed over `database` by the relay.

@@ -1,6 +1,6 @@
 /**
  * Serves a fetch handler (a Hono app's `fetch`) with the runtime's own HTTP server:
- * `Deno.serve` or `Bun.serve`. The only place that knows how (DESIGN.md 4, seam 7).
+ * `Deno.serve` or `Bun.serve`. The only place that knows how (docs/design.md#seams, 7).
  */
 import { describeBindError } from "../net/bind_errors.ts";
 

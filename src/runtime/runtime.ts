@@ -1,6 +1,6 @@
 /**
  * Which JavaScript runtime we are on. The only module besides the HTTP adapter that looks at
- * runtime globals (DESIGN.md 2: runtime-specific code lives only in src/runtime/).
+ * runtime globals (docs/design.md#runtimes).
  */
 declare const Bun: { version: string } | undefined;
 

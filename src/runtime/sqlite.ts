@@ -2,7 +2,7 @@
  * Opens SQLite through `node:sqlite` (the one SQLite both Deno and Bun load) and presents it to
  * drizzle-orm as the slice of the better-sqlite3 API that drizzle's `BetterSQLiteSession` uses:
  * `prepare()` with `run/all/get/raw()`, and `transaction(fn).deferred|immediate|exclusive()`.
- * better-sqlite3 itself cannot load under Deno or Bun (DESIGN.md 2). This touches drizzle
+ * better-sqlite3 itself cannot load under Deno or Bun (docs/design.md#runtimes). This touches drizzle
  * internals, which is why drizzle-orm's version is pinned exactly in package.json.
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";

@@ -1,6 +1,6 @@
 /**
  * The server session loop shared by the intake (port 25) and ODMR (port 366) listeners
- * (DESIGN.md 4, seam 2). Handlers are a table, one function per verb; they return a reply and an
+ * (docs/design.md#seams, 2). Handlers are a table, one function per verb; they return a reply and an
  * effect as data. This loop is the only code that reads commands and writes replies; it performs
  * the effects (close, STARTTLS, DATA, SASL continuation, ATRN turn), enforces the per-session
  * limits, and is the single boundary where errors become replies (seam 3):
@@ -459,7 +459,7 @@ export class SessionLoop {
     if (error instanceof ReadTimeoutError) {
       return await this.#fatal(C421Timeout(this.#ctx.limits.hostname), "timeout");
     }
-    // Anything else is a bug: keep the process, drop this connection (DESIGN.md 4, seam 3).
+    // Anything else is a bug: keep the process, drop this connection (docs/design.md#seams, 3).
     this.#ctx.logger.error("session failed", {
       error: String(error),
       stack: (error as Error)?.stack?.split("\n").slice(1, 4).join(" | "),

@@ -162,7 +162,7 @@ export const C421Evicted = (host: string): Reply =>
 export const C421AuthTimeLimit = (host: string): Reply =>
   define(Code421Closing, "4.7.0", `${host} Error: authentication time limit exceeded`);
 
-/** `421 4.3.0 <host> Error: internal error`, for bugs caught at the connection boundary (DESIGN 4.3). */
+/** `421 4.3.0 <host> Error: internal error`, for bugs caught at the connection boundary (docs/design.md#seams, 3). */
 export const C421LocalError = (host: string): Reply =>
   define(Code421Closing, "4.3.0", `${host} Error: internal error`);
 
@@ -437,7 +437,7 @@ export const C554EightBitWithout8BitMime = define(
 export const C555UnknownParam = define(Code555ParamsNotRecognized, "5.5.4", "Error: unsupported parameter");
 
 /**
- * The one error type whose reply reaches the wire (DESIGN 4.3).
+ * The one error type whose reply reaches the wire (docs/design.md#seams, 3).
  *
  * `reply` is sent to the peer verbatim; `logReason` and `cause` are for our logs only and may contain
  * peer input or internals. The `message` is the log reason when given, else the reply text.
