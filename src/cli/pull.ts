@@ -15,7 +15,6 @@ import {
   type PullKey,
 } from "../config/pull_fields.ts";
 import { pollEachOnce, type PollProvider, runDaemon } from "../customer/daemon.ts";
-
 import { EXIT_CODES, isSuccess, oneShotExitCode, type PollResult } from "../customer/outcome.ts";
 import { pull } from "../customer/pull.ts";
 import { checkPullConfig, loadPullConfig, loadSecret } from "../customer/settings.ts";

@@ -36,6 +36,7 @@ import { type AbortKind, DeliveryAbort } from "./errors.ts";
 import { type ClientTimeouts, SmtpClient } from "./smtp_client.ts";
 import type { DeliverableMessage, RecipientOutcome } from "./types.ts";
 import type { NewMailSignal } from "../queue/new_mail.ts";
+import { needsDsn } from "../dsn/policy.ts";
 import { WATCH_KEYWORD } from "../smtp/ehlo.ts";
 
 /** The configuration fields the delivery session reads (all durations in milliseconds). */
@@ -381,11 +382,17 @@ function forTheRecord(
   remoteMta: string | null,
   customerReportsSuccess: boolean,
 ): RecordedOutcome[] {
-  const notify = new Map(message.recipients.map((r) => [r.id, r.notify ?? ""]));
+  const notify = new Map(message.recipients.map((r) => [r.id, r.notify]));
   return outcomes.map((o) => {
     if (o.result === "failed" && !o.local) return { ...recorded(o), remoteMta };
-    const wantsSuccess = /(^|,)SUCCESS(,|$)/i.test(notify.get(o.id) ?? "");
-    if (o.result === "delivered" && wantsSuccess && !customerReportsSuccess) {
+    // The DSN step's own policy (src/dsn/policy.ts): never for `<>`, only with NOTIFY=SUCCESS.
+    const relayed = o.result === "delivered" && needsDsn({
+      sender: message.mailFrom,
+      notify: notify.get(o.id) ?? null,
+      action: "relayed",
+      nextHopHasDsn: customerReportsSuccess,
+    });
+    if (relayed) {
       return { ...recorded(o), result: "relayed", remoteMta };
     }
     return recorded(o);

@@ -69,19 +69,9 @@ function secretToken(doc: string): Field<string | null> {
   };
 }
 
-/** A password for another server: any non-empty text. Never a flag (see SECRET_FIELDS). */
+/** A password for another server: any non-empty text, shown only as "(set)". Never a flag (see SECRET_FIELDS). */
 function secretText(doc: string): Field<string | null> {
-  return {
-    kind: "secret",
-    default: null,
-    doc,
-    parse: (raw) => {
-      if (raw === null || raw === "") return null;
-      if (typeof raw !== "string") throw new Error("must be a string");
-      return raw;
-    },
-    format: (v) => (v === null ? "(none)" : "(set)"),
-  };
+  return { ...optionalText(doc), kind: "secret", format: (v) => (v === null ? "(none)" : "(set)") };
 }
 
 /** Fields that are never command-line flags: a flag's value is visible to every user in `ps`. */

@@ -15,6 +15,7 @@ import { Hono } from "hono";
 import type { QueueStore } from "../queue/store.ts";
 import type { Logger } from "../log/logger.ts";
 import { isValidDomain } from "../smtp/domain.ts";
+import { needsDsn } from "../dsn/policy.ts";
 import { canonicalDomain } from "../smtp/idna.ts";
 import { BadRequest, errorResponse } from "./errors.ts";
 
@@ -334,11 +335,13 @@ export function queueRoutes(store: QueueStore, logger: Logger, hooks: QueueRoute
     // operator returned the message) and removes them, right after this reply. Say honestly when no
     // DSN is due (RFC 3461 4.1, RFC 5321 6.1).
     hooks.onBounced?.();
+    // The same policy the DSN step applies (src/dsn/policy.ts).
+    const due = queued.some((r) =>
+      needsDsn({ sender: message.mailFrom, notify: r.notify, action: "failed" })
+    );
     const dsn: QueueBounceResult["dsn"] = message.mailFrom === ""
       ? "none: null sender"
-      : queued.every((r) =>
-          /(^|,)NEVER(,|$)/i.test(r.notify ?? "") || (r.notify !== null && !/FAILURE/i.test(r.notify))
-        )
+      : !due
       ? "none: NOTIFY"
       : "queued";
     const result: QueueBounceResult = { id, bounced, reason, dsn };

@@ -10,26 +10,17 @@
  *
  * @module
  */
-import { randomBytes } from "node:crypto";
-import type { Clock } from "../clock.ts";
 import { composeDsn } from "../dsn/compose.ts";
 import { actionFor, needsDsn } from "../dsn/policy.ts";
 import { replyFromRecorded } from "../dsn/remote.ts";
 import type { DsnRecipient, DsnReply } from "../dsn/types.ts";
-import type { Logger } from "../log/logger.ts";
 import { Code550NotTaken } from "../smtp/codes.ts";
-import type { PendingRecipient, ReportedMessage, ReportStore } from "./report_store.ts";
-import type { ReportRouter, Routed } from "./report_router.ts";
-import type { QueueStore } from "./store.ts";
+import { type ReportJobDeps, reportMessageId } from "./report_deps.ts";
+import type { Routed } from "./report_router.ts";
+import type { PendingRecipient, ReportedMessage } from "./report_store.ts";
 
 /** What the DSN step needs. */
-export interface BounceDeps {
-  store: QueueStore;
-  reports: ReportStore;
-  router: ReportRouter;
-  hostname: string;
-  clock: Clock;
-  logger: Logger;
+export interface BounceDeps extends ReportJobDeps {
   /** Largest original returned whole for RET=FULL. */
   maxFullBytes: number;
   /** A copy of each failure DSN goes here (dsnCopyToPostmaster), or null. */
@@ -140,7 +131,7 @@ export function compose(
 ) {
   return composeDsn({
     reportingMta: deps.hostname,
-    messageId: `${deps.clock.now().toString(36)}.${randomBytes(6).toString("hex")}`,
+    messageId: reportMessageId(deps.clock),
     date: new Date(deps.clock.now()),
     message: {
       sender: message.mailFrom,

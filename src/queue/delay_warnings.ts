@@ -12,23 +12,15 @@
  *
  * @module
  */
-import type { Clock } from "../clock.ts";
 import { needsDsn } from "../dsn/policy.ts";
 import type { DsnRecipient } from "../dsn/types.ts";
-import type { Logger } from "../log/logger.ts";
 import { compose, storedReply } from "./bounces.ts";
-import type { DelayedRecipient, DomainFacts, ReportStore } from "./report_store.ts";
-import type { ReportRouter, Routed } from "./report_router.ts";
-import type { QueueStore } from "./store.ts";
+import type { ReportJobDeps } from "./report_deps.ts";
+import type { Routed } from "./report_router.ts";
+import type { DelayedRecipient, DomainFacts } from "./report_store.ts";
 
 /** What the delay warnings need. */
-export interface DelayWarningDeps {
-  store: QueueStore;
-  reports: ReportStore;
-  router: ReportRouter;
-  hostname: string;
-  clock: Clock;
-  logger: Logger;
+export interface DelayWarningDeps extends ReportJobDeps {
   maxFullBytes: number;
   /** The schedule: queue ages in ms, increasing. */
   steps: readonly number[];

@@ -9,7 +9,7 @@
 import type { Clock } from "../clock.ts";
 import { asciiLowerCase } from "../smtp/idna.ts";
 import type { OpenDatabase } from "./db.ts";
-import type { PostmasterStore } from "./postmaster_store.ts";
+import { POSTMASTER_MAILBOX, type PostmasterStore } from "./postmaster_store.ts";
 import { CHUNK_SIZE } from "./spool.ts";
 import { immediateTransaction, savepoint } from "./transaction.ts";
 
@@ -108,6 +108,12 @@ export class EnqueueStore {
   /** RCPT-time recipient validation: hosted domain, and mailbox when the domain is not catch-all. */
   recipientVerdict(domain: string, localPart: string, incomingBytes = 0): RecipientVerdict {
     const key = asciiLowerCase(domain);
+    if (key === POSTMASTER_MAILBOX) {
+      // The relay's own postmaster mailbox: always there (RFC 5321 4.5.1), bounded only by its quota.
+      return this.#postmaster.mailboxBytes() + incomingBytes > this.postmasterQuotaBytes
+        ? "over-quota"
+        : "accept";
+    }
     const row = this.#stmts.domainPolicy.get(key) as
       | { catchAll: number; quotaBytes: number | null; queuedBytes: number; allowRoutingSyntax: number }
       | undefined;
@@ -176,7 +182,7 @@ export class EnqueueStore {
       perDomain.set(domain, (perDomain.get(domain) ?? 0) + 1);
     }
     for (const [domain, count] of perDomain) {
-      const room = domain === ""
+      const room = domain === POSTMASTER_MAILBOX
         ? { quota: this.postmasterQuotaBytes, queued: this.#postmaster.mailboxBytes() }
         : s.quotaRoom.get(domain) as { quota: number; queued: number } | undefined;
       if (room && room.queued + body.size * count > room.quota) {

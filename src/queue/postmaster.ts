@@ -8,19 +8,18 @@
  *
  * @module
  */
-import { randomBytes } from "node:crypto";
 import type { Clock } from "../clock.ts";
 import { composeDsn } from "../dsn/compose.ts";
 import { replyFromRecorded } from "../dsn/remote.ts";
 import type { Logger } from "../log/logger.ts";
 import { canonicalDomain } from "../smtp/idna.ts";
 import type { OutboundQueue, OutboundRow } from "./outbound_queue.ts";
+import { reportMessageId } from "./report_deps.ts";
 import type { ReportRouter } from "./report_router.ts";
 import { concat } from "./spool.ts";
 import type { QueueStore } from "./store.ts";
 
-/** The domain key of the local postmaster mailbox: empty, which no hosted domain can be. */
-export const POSTMASTER_MAILBOX = "";
+export { POSTMASTER_MAILBOX } from "./postmaster_store.ts";
 
 /** Largest postmaster message forwarded (it is copied whole into the outbound queue); larger stay here. */
 export const MAX_FORWARDED_BYTES = 10 * 1024 * 1024;
@@ -75,7 +74,7 @@ export function bounceForwarded(
   const permanent = answer.code >= 500;
   const composed = composeDsn({
     reportingMta: deps.hostname,
-    messageId: `${deps.clock.now().toString(36)}.${randomBytes(6).toString("hex")}`,
+    messageId: reportMessageId(deps.clock),
     date: new Date(deps.clock.now()),
     message: { sender: row.mailFrom, arrivalDate: new Date(row.createdAt) },
     recipients: [

@@ -8,6 +8,9 @@
  */
 import type { OpenDatabase } from "./db.ts";
 
+/** The domain key of the relay's own postmaster mailbox: empty, which no hosted domain can be. */
+export const POSTMASTER_MAILBOX = "";
+
 /** A mailbox message that may be forwarded to an outside postmasterAddress. */
 export interface PostmasterRow {
   /** The recipient row. */

@@ -6,24 +6,13 @@
  *
  * @module
  */
-import { randomBytes } from "node:crypto";
-import type { Clock } from "../clock.ts";
 import { isAscii } from "../dsn/field_text.ts";
 import { composeWaitingNotice } from "../dsn/waiting_notice.ts";
-import type { Logger } from "../log/logger.ts";
 import { displayDomain } from "../smtp/idna.ts";
-import type { ReportRouter } from "./report_router.ts";
-import type { ReportStore } from "./report_store.ts";
-import type { QueueStore } from "./store.ts";
+import { type ReportJobDeps, reportMessageId } from "./report_deps.ts";
 
 /** What the notices need. */
-export interface WaitingNoticeDeps {
-  store: QueueStore;
-  reports: ReportStore;
-  router: ReportRouter;
-  hostname: string;
-  clock: Clock;
-  logger: Logger;
+export interface WaitingNoticeDeps extends ReportJobDeps {
   /** Default threshold (config `domainNotifyAfter`). */
   defaultAfterMs: number;
   /** The global queue lifetime (a domain's retention overrides it). */
@@ -43,7 +32,7 @@ export function sendWaitingNotices(deps: WaitingNoticeDeps): number {
     if (oldest === null || oldest > now - after) continue;
     const bytes = composeWaitingNotice({
       reportingMta: deps.hostname,
-      messageId: `${now.toString(36)}.${randomBytes(6).toString("hex")}`,
+      messageId: reportMessageId(deps.clock),
       date: new Date(now),
       to: domain.notifyAddress,
       domain: displayDomain(domain.name),

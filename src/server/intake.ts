@@ -265,12 +265,8 @@ export class IntakeProtocol implements Protocol {
       const target = path.domain === ""
         ? this.#postmaster()
         : { address: path.address, domain: path.domainKey, localPart: path.localPart };
-      const store = this.#deps.store;
-      const verdict = target.domain !== POSTMASTER_MAILBOX
-        ? store.recipientVerdict(target.domain, target.localPart, tx.params.size ?? 0)
-        : store.postmasterMailboxBytes() + (tx.params.size ?? 0) > store.postmasterQuotaBytes
-        ? "over-quota" // the operator has not read the mailbox for a while: the sender retries (4.2.2)
-        : "accept";
+      // The store knows the postmaster mailbox too: always there, bounded by its quota (452 4.2.2).
+      const verdict = this.#deps.store.recipientVerdict(target.domain, target.localPart, tx.params.size ?? 0);
       if (verdict === "unknown-domain") throw this.#reject(C550RelayDenied, "relay-denied");
       if (verdict === "unknown-mailbox") throw this.#reject(C550UnknownRecipient, "unknown-mailbox");
       if (verdict === "over-quota") throw this.#reject(C452QuotaExceeded, "over-quota");

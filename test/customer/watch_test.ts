@@ -12,6 +12,11 @@ import { TranscriptPeer } from "../support/transcript.ts";
 import { openOdmr, startOdmrRelay, waitFor } from "../server/odmr_helpers.ts";
 import { pollOptions } from "./_helpers.ts";
 
+/** `pull --watch` as alice (example.test) against the relay's ODMR port, delivering to `localPort`. */
+function watch(odmrPort: number, localPort: number) {
+  return pull({ host: "127.0.0.1", port: odmrPort, ...pollOptions(localPort, { watch: true }) });
+}
+
 /** Sends one message to `rcpt` through the intake. */
 async function send(port: number, rcpt: string, subject: string): Promise<void> {
   const peer = await TranscriptPeer.connect(port);
@@ -38,11 +43,7 @@ describe("push delivery (pull --watch)", () => {
     const local = await startFakeMx({ name: "local.test" });
     const relay = await startOdmrRelay({ config: { atrnWatchKeepalive: 300, atrnWatchMaxDuration: 60_000 } });
     try {
-      const session = pull({
-        host: "127.0.0.1",
-        port: relay.odmrPort,
-        ...pollOptions(local.port, { watch: true }),
-      });
+      const session = watch(relay.odmrPort, local.port);
       await waitFor(() => relay.relay.watching().length === 1, "the session to watch");
       assert.deepEqual(relay.relay.watching()[0]!.domains, ["example.test"]);
       for (let i = 0; i < 3; i++) {
@@ -76,18 +77,10 @@ describe("push delivery (pull --watch)", () => {
     const local = await startFakeMx({ name: "local.test" });
     const relay = await startOdmrRelay({ config: { atrnWatchKeepalive: 200, atrnWatchMaxDuration: 700 } });
     try {
-      const first = await pull({
-        host: "127.0.0.1",
-        port: relay.odmrPort,
-        ...pollOptions(local.port, { watch: true }),
-      });
+      const first = await watch(relay.odmrPort, local.port);
       assert.deepEqual([first.outcome, first.watched], ["turned", true]);
       assert.equal(relay.relay.watching().length, 0, "the slot is free again");
-      const again = pull({
-        host: "127.0.0.1",
-        port: relay.odmrPort,
-        ...pollOptions(local.port, { watch: true }),
-      });
+      const again = watch(relay.odmrPort, local.port);
       await waitFor(() => relay.relay.watching().length === 1, "the reconnected session to watch");
       assert.equal((await again).outcome, "turned");
     } finally {
@@ -104,11 +97,7 @@ describe("push delivery (pull --watch)", () => {
       await peer.sendLine("XWATCH");
       await peer.expect("502 *");
       peer.close();
-      const result = await pull({
-        host: "127.0.0.1",
-        port: relay.odmrPort,
-        ...pollOptions(local.port, { watch: true }),
-      });
+      const result = await watch(relay.odmrPort, local.port);
       assert.equal(result.outcome, "no-mail");
     } finally {
       await relay.stop();
@@ -120,11 +109,7 @@ describe("push delivery (pull --watch)", () => {
     const local = await startFakeMx({ name: "local.test" });
     const relay = await startOdmrRelay({ config: { atrnMaxWatching: 1, atrnWatchMaxDuration: 60_000 } });
     try {
-      const session = pull({
-        host: "127.0.0.1",
-        port: relay.odmrPort,
-        ...pollOptions(local.port, { watch: true }),
-      });
+      const session = watch(relay.odmrPort, local.port);
       await waitFor(() => relay.relay.watching().length === 1, "the first session to watch");
       const peer = await openOdmr(relay.odmrPort, { user: "dave" });
       await peer.sendLine("XWATCH");
@@ -150,11 +135,7 @@ describe("push delivery: review regressions", () => {
       await anon.sendLine("XWATCH");
       await anon.expect("530 *");
       anon.close();
-      const session = pull({
-        host: "127.0.0.1",
-        port: relay.odmrPort,
-        ...pollOptions(local.port, { watch: true }),
-      });
+      const session = watch(relay.odmrPort, local.port);
       await waitFor(() => relay.relay.watching().length === 1, "the first watch");
       // alice already watches once: her second session may ask, but it is not kept open.
       const second = await pull({
@@ -175,11 +156,7 @@ describe("push delivery: review regressions", () => {
     const relay = await startOdmrRelay();
     const local = await startFakeMx({ greeting: "421 local.test busy" });
     try {
-      const result = await pull({
-        host: "127.0.0.1",
-        port: relay.odmrPort,
-        ...pollOptions(local.port, { watch: true }),
-      });
+      const result = await watch(relay.odmrPort, local.port);
       assert.equal(result.watched, false);
     } finally {
       await relay.stop();
@@ -197,11 +174,7 @@ describe("push delivery: review regressions", () => {
     });
     const relay = await startOdmrRelay({ config: { atrnWatchKeepalive: 300, atrnWatchMaxDuration: 60_000 } });
     try {
-      const session = pull({
-        host: "127.0.0.1",
-        port: relay.odmrPort,
-        ...pollOptions(local.port, { watch: true }),
-      });
+      const session = watch(relay.odmrPort, local.port);
       await waitFor(() => relay.relay.watching().length === 1, "the watch");
       await send(relay.smtpPort, "later@example.test", "deferred once");
       await waitFor(() => local.sessions[0]!.commands.some((c) => c.includes("later@")), "the first try");
@@ -233,11 +206,7 @@ describe("push delivery: review regressions", () => {
       config: { atrnSessionTimeout: 1000, atrnWatchKeepalive: 200, atrnWatchMaxDuration: 3_600_000 },
     });
     try {
-      const session = pull({
-        host: "127.0.0.1",
-        port: relay.odmrPort,
-        ...pollOptions(local.port, { watch: true }),
-      });
+      const session = watch(relay.odmrPort, local.port);
       await waitFor(() => relay.relay.watching().length === 1, "the watch");
       // Time passes far beyond the first lease (atrnSessionTimeout + 1 min) while the watch lives on.
       for (let i = 0; i < 3; i++) {

@@ -168,6 +168,7 @@ describe("odmr-relay pull into smtp-sink", { skip: sinkMissing ?? false }, () =>
     );
     enqueue(relay.store, ["cfg@b.test"], "Subject: cfg\r\n\r\ncfg\r\n");
     const before = sink.count();
+    const id0 = lastAtrn(relay).id;
     let out = "";
     const io = {
       out: (t: string) => (out += t + "\n"),
@@ -177,6 +178,8 @@ describe("odmr-relay pull into smtp-sink", { skip: sinkMissing ?? false }, () =>
     };
     const code = await runCli(["pull", "--config", file], io);
     assert.equal(code, 0, out);
+    // The relay records the session as it closes, which may be just after pull has exited.
+    await waitForAtrnAfter(relay, id0);
     // Bare ATRN asks for every domain of the account (RFC 2645 5.2.1): a.test's and b.test's came too.
     assert.ok(sink.count() > before);
     assert.deepEqual(queuedAddresses(relay), []);

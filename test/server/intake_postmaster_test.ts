@@ -9,28 +9,33 @@ import { startTestRelay } from "../support/relay.ts";
 import { runTranscript } from "../support/transcript.ts";
 import { allRecipients, lastMessageId, OPEN } from "./intake_helpers.ts";
 
+/** One message from a@remote.test to the bare postmaster address (`rcpt`), accepted at RCPT and DATA. */
+async function mailThePostmaster(port: number, subject: string, rcpt = "Postmaster"): Promise<void> {
+  await runTranscript(
+    port,
+    `${OPEN}
+    > MAIL FROM:<a@remote.test>
+    < 250 *
+    > RCPT TO:<${rcpt}>
+    < 250 2.1.5 Ok
+    > DATA
+    < 354 *
+    > Subject: ${subject}
+    > .
+    < 250 *
+    > QUIT
+    < 221 *
+  `,
+  );
+}
+
 test("bare <Postmaster> goes to postmasterAddress when it is configured", async () => {
   const relay = await startTestRelay({
     odmr: false,
     flags: { postmasterAddress: "hostmaster@example.test" },
   });
   try {
-    await runTranscript(
-      relay.smtpPort,
-      `${OPEN}
-      > MAIL FROM:<a@remote.test>
-      < 250 *
-      > RCPT TO:<Postmaster>
-      < 250 2.1.5 Ok
-      > DATA
-      < 354 *
-      > Subject: to the postmaster
-      > .
-      < 250 *
-      > QUIT
-      < 221 *
-    `,
-    );
+    await mailThePostmaster(relay.smtpPort, "to the postmaster");
     const id = lastMessageId(relay);
     assert.deepEqual(
       allRecipients(relay).filter((r) => r.message_id === id).map((r) => [r.address, r.domain]),
@@ -44,22 +49,7 @@ test("bare <Postmaster> goes to postmasterAddress when it is configured", async 
 test("without postmasterAddress, bare <Postmaster> waits in the local mailbox, shown by /status", async () => {
   const relay = await startTestRelay({ odmr: false, http: true });
   try {
-    await runTranscript(
-      relay.smtpPort,
-      `${OPEN}
-      > MAIL FROM:<a@remote.test>
-      < 250 *
-      > RCPT TO:<postmaster>
-      < 250 2.1.5 Ok
-      > DATA
-      < 354 *
-      > Subject: hello postmaster
-      > .
-      < 250 *
-      > QUIT
-      < 221 *
-    `,
-    );
+    await mailThePostmaster(relay.smtpPort, "hello postmaster", "postmaster");
     const status = await (await fetch(`http://127.0.0.1:${relay.httpPort}/status`)).json();
     assert.deepEqual(status.postmaster, { messages: 1 });
     // It never expires: the housekeeping leaves it alone.
@@ -82,22 +72,7 @@ test("an outside postmasterAddress: bare <Postmaster> mail is forwarded through 
     config: { smarthost: null, dnsServers: [dns.server], outboundMxPort: mx.port },
   });
   try {
-    await runTranscript(
-      relay.smtpPort,
-      `${OPEN}
-      > MAIL FROM:<a@remote.test>
-      < 250 *
-      > RCPT TO:<Postmaster>
-      < 250 2.1.5 Ok
-      > DATA
-      < 354 *
-      > Subject: abuse report
-      > .
-      < 250 *
-      > QUIT
-      < 221 *
-    `,
-    );
+    await mailThePostmaster(relay.smtpPort, "abuse report");
     await relay.relay.housekeeping.tick();
     await relay.relay.outbound.worker.runDue();
     assert.equal(mx.messages.length, 1);
@@ -129,22 +104,7 @@ test("a forward the outside postmasterAddress refuses is reported to its sender"
     config: { smarthost: null, dnsServers: [dns.server], outboundMxPort: mx.port },
   });
   try {
-    await runTranscript(
-      relay.smtpPort,
-      `${OPEN}
-      > MAIL FROM:<a@remote.test>
-      < 250 *
-      > RCPT TO:<Postmaster>
-      < 250 2.1.5 Ok
-      > DATA
-      < 354 *
-      > Subject: abuse report
-      > .
-      < 250 *
-      > QUIT
-      < 221 *
-    `,
-    );
+    await mailThePostmaster(relay.smtpPort, "abuse report");
     await relay.relay.housekeeping.tick();
     await relay.relay.outbound.worker.runDue();
     await relay.relay.outbound.worker.runDue();
@@ -163,22 +123,7 @@ test("a U-label postmasterAddress is stored in A-label form (an ASCII message mu
     { username: "bob", password: "bob-secret", domains: ["xn--bb-fka.test"] },
   ]);
   try {
-    await runTranscript(
-      relay.smtpPort,
-      `${OPEN}
-      > MAIL FROM:<a@remote.test>
-      < 250 *
-      > RCPT TO:<Postmaster>
-      < 250 2.1.5 Ok
-      > DATA
-      < 354 *
-      > Subject: x
-      > .
-      < 250 *
-      > QUIT
-      < 221 *
-    `,
-    );
+    await mailThePostmaster(relay.smtpPort, "x");
     assert.deepEqual(
       allRecipients(relay).map((r) => [r.address, r.domain]),
       [["pm@xn--bb-fka.test", "xn--bb-fka.test"]],
