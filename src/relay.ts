@@ -80,13 +80,13 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
     ? loadSecureContext({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile })
     : null;
   const startTls = tls
-    ? async (conn: import("./net/line_connection.ts").LineConnection, readyReply: string) => {
+    ? async (conn: import("./net/connection.ts").Connection, readyReply: string) => {
       await conn.startTlsServer(tls, { readyReply, handshakeTimeoutMs: config.tlsHandshakeTimeout });
     }
     : null;
   const newMail = new NewMailSignal();
   const { reporting, outbound } = startReporting(config, store, state, logger, clock, newMail);
-  const leases = new DomainLeases(() => clock.now());
+  const leases = new DomainLeases(clock);
   const watch = new WatchSessions(newMail, {
     maxSessions: config.atrnMaxWatching,
     maxPerAccount: config.atrnMaxWatchingPerAccount,
@@ -153,6 +153,7 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
               },
               dataStarted: () => committer.beginData(),
               dataAbandoned: () => committer.abandonData(),
+              clock,
             },
             conn,
             cid,
@@ -163,6 +164,7 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
             protocol,
             greeting: C220Greeting(config.hostname, "ESMTP odmr-relay"),
             startTls,
+            clock,
             limits: {
               hostname: config.hostname,
               maxLineLength: config.smtpMaxLineLength,
@@ -240,6 +242,7 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
               dummyCramSecret,
               dummyPasswordHash,
               deliver,
+              clock,
             },
             conn,
             cid,
@@ -250,6 +253,7 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
             protocol,
             greeting: C220Greeting(config.hostname, "ESMTP odmr-relay on-demand mail relay ready"),
             startTls,
+            clock,
             limits: {
               hostname: config.hostname,
               maxLineLength: config.smtpMaxLineLength,
@@ -286,7 +290,7 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
         onBounced: () => reporting.kick(),
         busyDomains: () => leases.busyDomains(),
         watching: () => watch.list(),
-        now: () => clock.now(),
+        clock,
         token: config.httpToken,
         listenerIsLoopback: isLoopback(config.httpListen.host),
       });

@@ -14,7 +14,7 @@
  */
 
 import { setImmediate } from "node:timers";
-import type { LineConnection } from "../net/line_connection.ts";
+import type { Connection } from "../net/connection.ts";
 import { LineSplitter } from "../net/line_buffer.ts";
 import { DotStuffer } from "../smtp/dot_stuff.ts";
 import { BodyReadError } from "./errors.ts";
@@ -25,7 +25,7 @@ const BODY_WRITE_SLICE = 64 * 1024;
 const TERMINATOR_LENGTH = 3;
 
 /** Where the writer writes: the connection's awaited, backpressured write. */
-export type WriteTarget = Pick<LineConnection, "write">;
+export type WriteTarget = Pick<Connection, "write">;
 
 /** Options of {@linkcode writeBody}. */
 export interface BodyWriteOptions {

@@ -24,9 +24,10 @@
  * @module
  */
 
+import { type Clock, systemClock } from "../clock.ts";
 import type { Config } from "../config/fields.ts";
 import type { Logger } from "../log/logger.ts";
-import type { LineConnection } from "../net/line_connection.ts";
+import type { Connection } from "../net/connection.ts";
 import type {
   DeliverableMessage as QueuedMessage,
   QueueStore,
@@ -54,7 +55,7 @@ export type DeliveryConfig = Pick<
 /** Options of {@linkcode deliverQueued}. */
 export interface DeliverOptions {
   /** The turned connection (same socket and read buffer as the ODMR session). */
-  conn: LineConnection;
+  conn: Connection;
   /** The queue. */
   store: QueueStore;
   /** Granted domains, lower-case (only their recipients are sent). */
@@ -65,8 +66,8 @@ export interface DeliverOptions {
   config: DeliveryConfig;
   /** Logger (a child with the connection id is a good choice). */
   logger?: Logger;
-  /** Wall clock in ms, for the session's start/end times in the result. Default `Date.now`. */
-  now?: () => number;
+  /** The clock of the session's start/end times and the watch deadline (default: the system clock). */
+  clock?: Clock;
   /**
    * Aborting ends the session at once; unconfirmed recipients stay queued. The relay passes none (at
    * shutdown the listener closes the connection, which ends the session the same way); it is for callers
@@ -165,7 +166,8 @@ export function clientTimeouts(config: DeliveryConfig): ClientTimeouts {
  */
 export async function deliverQueued(options: DeliverOptions): Promise<DeliverResult> {
   const { conn, store, domains, config } = options;
-  const now = options.now ?? Date.now;
+  const clock = options.clock ?? systemClock;
+  const now = () => clock.now();
   const log = options.logger;
   const startedAt = now();
   const clientOptions: ConstructorParameters<typeof SmtpClient>[1] = {

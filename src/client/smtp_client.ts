@@ -1,7 +1,7 @@
 /**
  * SMTP client over a connection it is HANDED and never dials (docs/design.md#seams, 1).
  *
- * After the ATRN turn (RFC 2645 4) the relay's ODMR server passes its {@linkcode LineConnection}, with the
+ * After the ATRN turn (RFC 2645 4) the relay's ODMR server passes its {@linkcode Connection}, with the
  * same read buffer, to this client: the customer's 220 may already be buffered. The client then reads the
  * greeting, says EHLO and sends queued messages, mapping each reply to a per-recipient outcome
  * (docs/protocol.md#reply-mapping). After the turn it never sends STARTTLS (a TLS session from before
@@ -17,7 +17,8 @@
  * @module
  */
 
-import type { LineConnection, StartTlsClientOptions } from "../net/line_connection.ts";
+import type { Connection } from "../net/connection.ts";
+import type { StartTlsClientOptions } from "../net/line_connection.ts";
 import { ReadTimeoutError } from "../net/errors.ts";
 import type { Logger } from "../log/logger.ts";
 import type { DeliverableMessage } from "./types.ts";
@@ -97,7 +98,7 @@ export class SmtpClient {
   /** Why the session ended early, once it did. */
   abortedWith: DeliveryAbort | null = null;
 
-  readonly #conn: LineConnection;
+  readonly #conn: Connection;
   readonly #timeouts: ClientTimeouts;
   readonly #mode: PipeliningMode;
   readonly #maxLines: number;
@@ -110,7 +111,7 @@ export class SmtpClient {
   readonly #link: TransactionLink;
 
   /** Wraps a connection that is already connected (after the ATRN turn). */
-  constructor(conn: LineConnection, options: SmtpClientOptions) {
+  constructor(conn: Connection, options: SmtpClientOptions) {
     this.#conn = conn;
     this.#timeouts = options.timeouts;
     this.#mode = options.pipelining ?? "auto";

@@ -11,7 +11,7 @@
  * session the provider keeps open and alive (a later `--watch`) stays bridged.
  */
 import type net from "node:net";
-import type { LineConnection } from "../net/line_connection.ts";
+import type { Connection } from "../net/connection.ts";
 import { dial } from "./dial.ts";
 import { SessionTally } from "./session_tally.ts";
 import { WatchAdvertiser } from "./watch_offer.ts";
@@ -44,7 +44,7 @@ export interface BridgeResult {
 }
 
 /** Connects to the local server and copies bytes both ways; never throws. Closes `conn` in the end. */
-export async function bridge(conn: LineConnection, options: BridgeOptions): Promise<BridgeResult> {
+export async function bridge(conn: Connection, options: BridgeOptions): Promise<BridgeResult> {
   const tally = new SessionTally();
   let local: net.Socket;
   try {

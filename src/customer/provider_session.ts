@@ -7,6 +7,7 @@ import { Buffer } from "node:buffer";
 import { createHmac } from "node:crypto";
 import { rootCertificates } from "node:tls";
 import { LineConnection } from "../net/line_connection.ts";
+import type { Connection } from "../net/connection.ts";
 import {
   Code220Ready,
   Code235AuthSucceeded,
@@ -54,7 +55,7 @@ export interface ProviderOptions {
 /** The connection turned: the provider is now the SMTP client on `conn`. */
 export interface Turned {
   kind: "turned";
-  conn: LineConnection;
+  conn: Connection;
   /** The provider accepted XWATCH: the session stays open for new mail after the queue is drained. */
   watching: boolean;
 }
@@ -78,7 +79,7 @@ export async function openTurnedSession(
   options: ProviderOptions,
   stop?: AbortSignal,
 ): Promise<Turned | NotTurned> {
-  let conn: LineConnection;
+  let conn: Connection;
   try {
     const socket = await dial(options.host, options.port, options.connectTimeoutMs, stop);
     conn = new LineConnection(socket, { readTimeoutMs: options.timeoutMs });
@@ -104,7 +105,7 @@ export async function openTurnedSession(
   }
 }
 
-async function converse(conn: LineConnection, options: ProviderOptions): Promise<Turned | NotTurned> {
+async function converse(conn: Connection, options: ProviderOptions): Promise<Turned | NotTurned> {
   const { timeoutMs } = options;
   const tls = {
     servername: options.host,
@@ -167,7 +168,7 @@ async function converse(conn: LineConnection, options: ProviderOptions): Promise
   return { kind: "turned", conn, watching };
 }
 
-async function readReply(conn: LineConnection, timeoutMs: number): Promise<ParsedReply> {
+async function readReply(conn: Connection, timeoutMs: number): Promise<ParsedReply> {
   const parser = new ReplyParser({ maxLineLength: MAX_PROVIDER_REPLY_LINE });
   for (;;) {
     const reply = parser.push(await conn.readLine({ maxLength: MAX_PROVIDER_REPLY_LINE, timeoutMs }));

@@ -11,6 +11,7 @@
  *   /queue..., /domains/...       administration (token always; see queue_routes.ts)
  * Who is a "reader" and who an administrator is decided in auth.ts.
  */
+import { type Clock, systemClock } from "../clock.ts";
 import { Hono } from "hono";
 import type { QueueStore } from "../queue/store.ts";
 import type { Logger } from "../log/logger.ts";
@@ -42,7 +43,7 @@ export interface AppDeps {
   /** Reported version (default: the build's VERSION). */
   version?: string;
   /** Clock in epoch ms, injected so tests control ages (docs/design.md#seams, 9). */
-  now?: () => number;
+  clock?: Clock;
   /** Recipients waiting for their DSN (for /status, /metrics and the page). */
   reports?: ReportStore;
   /** DSNs and notices waiting to go out. */
@@ -58,7 +59,7 @@ export interface AppDeps {
 /** Builds the HTTP API. */
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
-  const now = deps.now ?? (() => Date.now());
+  const clock = deps.clock ?? systemClock;
   const runtime = runtimeInfo();
   const sources = () => ({
     store: deps.store,
@@ -68,7 +69,7 @@ export function createApp(deps: AppDeps): Hono {
     watching: deps.watching?.() ?? [],
     version: deps.version ?? VERSION,
     runtime: `${runtime.name} ${runtime.version}`,
-    now: now(),
+    now: clock.now(),
   });
   const auth = { token: deps.token, listenerIsLoopback: deps.listenerIsLoopback ?? false };
   const reader = requireReader(auth);

@@ -4,6 +4,8 @@
  * (`cid`) with `child()`. Wire traces go at level "trace" and are redacted by the caller.
  */
 
+import { type Clock, systemClock } from "../clock.ts";
+
 /** Log levels, lowest first. */
 export const LEVELS = ["trace", "debug", "info", "warn", "error"] as const;
 export type Level = typeof LEVELS[number];
@@ -17,7 +19,8 @@ export interface LoggerOptions {
   level?: Level;
   format?: "logfmt" | "json";
   sink?: LogSink;
-  now?: () => Date;
+  /** The clock of the `time` field (src/clock.ts). */
+  clock?: Clock;
 }
 
 /** A structured logger. */
@@ -26,20 +29,20 @@ export class Logger {
   readonly #format: "logfmt" | "json";
   readonly #sink: LogSink;
   readonly #fields: LogFields;
-  readonly #now: () => Date;
+  readonly #clock: Clock;
 
   constructor(options: LoggerOptions = {}, fields: LogFields = {}) {
     this.#rank = LEVELS.indexOf(options.level ?? "info");
     this.#format = options.format ?? "logfmt";
     this.#sink = options.sink ?? ((line) => process.stderr.write(line + "\n"));
-    this.#now = options.now ?? (() => new Date());
+    this.#clock = options.clock ?? systemClock;
     this.#fields = fields;
   }
 
   /** A logger that adds `fields` to every line. */
   child(fields: LogFields): Logger {
     return new Logger(
-      { level: LEVELS[this.#rank]!, format: this.#format, sink: this.#sink, now: this.#now },
+      { level: LEVELS[this.#rank]!, format: this.#format, sink: this.#sink, clock: this.#clock },
       { ...this.#fields, ...fields },
     );
   }
@@ -68,7 +71,13 @@ export class Logger {
   /** Writes one line if `level` is enabled. */
   log(level: Level, msg: string, fields: LogFields = {}): void {
     if (!this.enabled(level)) return;
-    const all: LogFields = { time: this.#now().toISOString(), level, msg, ...this.#fields, ...fields };
+    const all: LogFields = {
+      time: new Date(this.#clock.now()).toISOString(),
+      level,
+      msg,
+      ...this.#fields,
+      ...fields,
+    };
     this.#sink(this.#format === "json" ? JSON.stringify(dropUndefined(all)) : toLogfmt(all));
   }
 }

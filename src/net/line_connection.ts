@@ -4,8 +4,8 @@
  * becomes the SMTP client on the SAME socket and the SAME buffer (the customer's 220 may already be here).
  *
  * Only `node:net` / `node:tls` and web standards are used, so the same code runs on Deno, Bun and Node.
- * This file is the socket side: events, pausing, timeouts, writes and closing. The bytes themselves are
- * kept and cut into lines by the pure {@linkcode LineBuffer} (src/net/line_buffer.ts); the TLS handshake
+ * This file is the socket side: events, pausing, writes and closing. Reading with deadlines is the shared
+ * `BufferedConnection` (src/net/buffered_connection.ts) over the pure `LineBuffer`; the TLS handshake
  * is in src/net/tls_upgrade.ts, the limits and option types in src/net/connection_options.ts.
  *
  * @module
@@ -14,19 +14,14 @@
 import type * as net from "node:net";
 import * as tls from "node:tls";
 import { isIP } from "node:net";
-import { ConnectionClosedError, ReadTimeoutError, TlsHandshakeError } from "./errors.ts";
+import { ConnectionClosedError, TlsHandshakeError } from "./errors.ts";
 import {
   DEFAULT_CLOSE_GRACE_MS,
-  DEFAULT_MAX_BUFFERED_BYTES,
-  DEFAULT_MAX_LINE_LENGTH,
-  DEFAULT_READ_TIMEOUT_MS,
   DEFAULT_WRITE_TIMEOUT_MS,
   type LineConnectionOptions,
-  type ReadChunkOptions,
-  type ReadLineOptions,
   type WriteOptions,
 } from "./connection_options.ts";
-import { DEFAULT_FLOOD_LIMIT, LineBuffer } from "./line_buffer.ts";
+import { BufferedConnection } from "./buffered_connection.ts";
 import { writeToSocket } from "./socket_write.ts";
 import {
   clientWrap,
@@ -57,6 +52,7 @@ export {
 // The limits, defaults and option types, so callers keep importing them from here.
 export * from "./connection_options.ts";
 export { DEFAULT_FLOOD_LIMIT } from "./line_buffer.ts";
+export type { Connection } from "./connection.ts";
 export {
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
   type StartTlsClientOptions,
@@ -68,100 +64,49 @@ export {
 type AnySocket = net.Socket | tls.TLSSocket;
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8");
 
 /**
- * A line-oriented connection over a `net.Socket` or `tls.TLSSocket`.
- *
- * Reads (`readLine`, `readLineBytes`, `readChunk`, `waitForInput`) must not overlap: one reader at a time.
- * Socket errors never escape as uncaught exceptions; they surface as {@linkcode ConnectionClosedError}
- * on the next read or write.
+ * A line-oriented connection over a `net.Socket` or `tls.TLSSocket`: the reading is the shared
+ * {@linkcode BufferedConnection}; this class adds the socket's events, pausing, writes, STARTTLS and closing.
  */
-export class LineConnection {
-  /** Bytes received from the peer (after TLS decryption), counted as they are buffered. */
-  bytesIn = 0;
-  /** Bytes handed to the socket for writing (before TLS encryption). */
-  bytesOut = 0;
-  /** Resolves once the underlying socket has closed (never rejects). */
-  readonly closed: Promise<void>;
-  /** Remote IP address as reported when the connection was created (`""` if unknown). */
-  readonly remoteAddress: string;
-  /** Remote port (0 if unknown). */
-  readonly remotePort: number;
-  /** Local port (0 if unknown). */
-  readonly localPort: number;
-  /** Local IP address (`""` if unknown). */
-  readonly localAddress: string;
-
+export class LineConnection extends BufferedConnection {
   #sock: AnySocket;
   #plain: net.Socket;
   #isTls: boolean;
   #tlsInfo: TlsInfo | null = null;
-
-  /** Unread input (line scanning, chunks for DATA, unread): pure code, src/net/line_buffer.ts. */
-  readonly #input: LineBuffer;
-
-  #eof = false;
-  #isClosed = false;
-  #error: unknown = undefined;
-  #pausedByUs = false;
-  #upgrading = false;
-  #reading = false;
-  #wake: (() => void) | undefined;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
-  #resolveClosed!: () => void;
+  readonly #writeTimeoutMs: number;
+  readonly #closeGraceMs: number;
 
-  #maxLineLength: number;
-  #maxBuffered: number;
-  #readTimeoutMs: number;
-  #writeTimeoutMs: number;
-  #closeGraceMs: number;
-
-  readonly #onData = (chunk: Uint8Array): void => this.#append(chunk);
-  readonly #onEnd = (): void => {
-    this.#eof = true;
-    this.#notify();
-  };
-  readonly #onClose = (): void => this.#markClosed();
-  readonly #onError = (err: unknown): void => {
-    if (this.#error === undefined) this.#error = err;
-    this.#eof = true;
-    this.#notify();
-  };
+  readonly #onData = (chunk: Uint8Array): void => this.received(chunk);
+  readonly #onEnd = (): void => this.endOfInput();
+  readonly #onClose = (): void => this.#closedNow();
+  readonly #onError = (err: unknown): void => this.failed(err);
 
   /**
    * Wraps a connected socket and starts buffering its input at once (so early talkers are seen).
    * `setNoDelay(true)` is applied: SMTP replies are small and latency-bound (docs/design.md#delivery).
    */
   constructor(socket: AnySocket, options: LineConnectionOptions = {}) {
+    super({
+      remoteAddress: normalizeAddress(socket.remoteAddress ?? ""),
+      remotePort: socket.remotePort ?? 0,
+      localAddress: normalizeAddress(socket.localAddress ?? ""),
+      localPort: socket.localPort ?? 0,
+    }, options);
     this.#sock = socket;
     this.#plain = socket;
     this.#isTls = socket instanceof tls.TLSSocket || (socket as { encrypted?: boolean }).encrypted === true;
-    this.remoteAddress = normalizeAddress(socket.remoteAddress ?? "");
-    this.remotePort = socket.remotePort ?? 0;
-    this.localPort = socket.localPort ?? 0;
-    this.localAddress = normalizeAddress(socket.localAddress ?? "");
-    this.#maxLineLength = options.maxLineLength ?? DEFAULT_MAX_LINE_LENGTH;
-    this.#input = new LineBuffer({ floodLimit: options.floodLimit ?? DEFAULT_FLOOD_LIMIT });
-    this.#maxBuffered = options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
-    this.#readTimeoutMs = options.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
     this.#writeTimeoutMs = options.writeTimeoutMs ?? DEFAULT_WRITE_TIMEOUT_MS;
     this.#closeGraceMs = options.closeGraceMs ?? DEFAULT_CLOSE_GRACE_MS;
-    this.closed = new Promise<void>((resolve) => {
-      this.#resolveClosed = resolve;
-    });
     socket.on("error", noop); // belt and braces: an error must never be uncaught
     try {
       socket.setNoDelay(true);
     } catch {
       // some runtimes throw on a socket that is already closed
     }
-    if (socket.destroyed) {
-      this.#eof = true;
-      this.#markClosed();
-    } else {
-      this.#attach(socket);
-    }
+    if (socket.destroyed) this.#closedNow();
+    else this.#attach(socket);
   }
 
   /**
@@ -191,86 +136,9 @@ export class LineConnection {
     return this.#isTls;
   }
 
-  /** Whether the socket has closed (or `destroy()` was called). */
-  get isClosed(): boolean {
-    return this.#isClosed;
-  }
-
   /** The negotiated TLS parameters, or `null` on a plaintext connection. */
   tlsInfo(): TlsInfo | null {
     return this.#tlsInfo;
-  }
-
-  /** Whether unread input is buffered (early talker, unauthorised pipelining, bytes after ATRN). */
-  hasBufferedInput(): boolean {
-    return this.#input.hasInput();
-  }
-
-  /** Number of unread bytes in the buffer. */
-  bufferedByteCount(): number {
-    return this.#input.byteCount;
-  }
-
-  /**
-   * Waits up to `ms` for input. Resolves `true` as soon as any byte is buffered (immediately if some
-   * already is), `false` on timeout or if the peer closed without sending. Used for the pre-greeting
-   * early-talker check (docs/protocol.md#synchronization).
-   */
-  async waitForInput(ms: number): Promise<boolean> {
-    try {
-      return await this.#read(ms, () => (this.hasBufferedInput() ? true : undefined));
-    } catch (err) {
-      if (err instanceof ReadTimeoutError || err instanceof ConnectionClosedError) return false;
-      throw err;
-    }
-  }
-
-  /**
-   * Reads the next line and returns it WITHOUT its CRLF, decoded as UTF-8 (invalid sequences become
-   * U+FFFD; use {@linkcode readLineBytes} to see raw octets).
-   *
-   * Only CRLF ends a line (RFC 5321 2.3.8). Throws:
-   * - {@linkcode BareLineEndingError} on a bare LF or CR (bytes up to it consumed; policy: 500 and close);
-   * - {@linkcode LineTooLongError} when the line exceeds `maxLength` octets including CRLF; the whole line
-   *   has been discarded, the connection can continue;
-   * - {@linkcode LineFloodError} when no CRLF comes within the flood limit (send 421 and close);
-   * - {@linkcode ReadTimeoutError} when the line did not complete in `timeoutMs`;
-   * - {@linkcode ConnectionClosedError} when the peer closed first.
-   */
-  async readLine(options: ReadLineOptions = {}): Promise<string> {
-    return decoder.decode(await this.readLineBytes(options));
-  }
-
-  /** Like {@linkcode readLine} but returns the raw octets of the line (without CRLF). */
-  readLineBytes(options: ReadLineOptions = {}): Promise<Uint8Array> {
-    const maxLength = options.maxLength ?? this.#maxLineLength;
-    return this.#read(options.timeoutMs ?? this.#readTimeoutMs, () => this.#input.readLine(maxLength));
-  }
-
-  /**
-   * Returns the next buffered bytes (at least one, at most `maxBytes`; not necessarily everything that is
-   * buffered), waiting for data if none are buffered. Used to stream DATA through a separate decoder; give
-   * bytes after the end-of-data back with {@linkcode unread}.
-   * Throws {@linkcode ReadTimeoutError} or {@linkcode ConnectionClosedError}.
-   *
-   * Lifetime: the result belongs to the caller and stays valid for as long as it is kept (nothing in
-   * this class writes to it again). To avoid a copy per chunk while streaming a large message,
-   * it is usually the runtime's own `'data'` chunk, or a `subarray` of it, rather than a fresh copy; so
-   * its `.buffer` may be larger than the result (and holding a small piece keeps that chunk alive).
-   */
-  readChunk(options: ReadChunkOptions = {}): Promise<Uint8Array> {
-    const maxBytes = options.maxBytes ?? Infinity;
-    return this.#read(options.timeoutMs ?? this.#readTimeoutMs, () => this.#input.readChunk(maxBytes));
-  }
-
-  /**
-   * Pushes bytes back to the FRONT of the buffer, to be read before anything else (for example the
-   * pipelined command after an end-of-data marker, RFC 2920 3.1).
-   */
-  unread(bytes: Uint8Array): void {
-    if (bytes.length === 0) return;
-    this.#input.unread(bytes);
-    this.#notify();
   }
 
   /**
@@ -280,9 +148,7 @@ export class LineConnection {
    */
   write(data: string | Uint8Array, options: WriteOptions = {}): Promise<void> {
     const timeoutMs = options.timeoutMs ?? this.#writeTimeoutMs;
-    if (this.#isClosed || this.#sock.destroyed) {
-      return Promise.reject(new ConnectionClosedError("Connection is closed", { cause: this.#error }));
-    }
+    if (this.isClosed || this.#sock.destroyed) return Promise.reject(this.closedError());
     const bytes = typeof data === "string" ? encoder.encode(data) : data;
     this.bytesOut += bytes.length;
     return writeToSocket(this.#sock, bytes, timeoutMs, () => this.destroy());
@@ -293,7 +159,7 @@ export class LineConnection {
    * read or awaited write. Returns `false` when the socket is closed or its buffer is full.
    */
   writeNoWait(data: string | Uint8Array): boolean {
-    if (this.#isClosed || this.#sock.destroyed) return false;
+    if (this.isClosed || this.#sock.destroyed) return false;
     const bytes = typeof data === "string" ? encoder.encode(data) : data;
     this.bytesOut += bytes.length;
     try {
@@ -339,7 +205,7 @@ export class LineConnection {
    * closed by then. Resolves when closed.
    */
   close(graceMs: number = this.#closeGraceMs): Promise<void> {
-    if (this.#isClosed) return this.closed;
+    if (this.isClosed) return this.closed;
     if (this.#closeTimer === undefined) {
       try {
         this.#sock.end();
@@ -353,19 +219,30 @@ export class LineConnection {
 
   /** Destroys the socket immediately (no FIN handshake); pending reads fail with ConnectionClosedError. */
   destroy(): void {
-    clearTimeout(this.#closeTimer);
-    this.#closeTimer = undefined;
-    this.#eof = true;
     try {
       this.#sock.destroy();
       if (this.#plain !== this.#sock) this.#plain.destroy();
     } catch {
       // ignore
     }
-    this.#markClosed();
+    this.#closedNow();
+  }
+
+  protected pauseInput(): void {
+    this.#sock.pause();
+  }
+
+  protected resumeInput(): void {
+    this.#sock.resume();
   }
 
   // ---------------------------------------------------------------------------------------------------
+
+  #closedNow(): void {
+    clearTimeout(this.#closeTimer);
+    this.#closeTimer = undefined;
+    this.markClosed();
+  }
 
   async #upgrade(
     side: TlsWrap,
@@ -373,14 +250,14 @@ export class LineConnection {
     readyReply: string | undefined,
   ): Promise<TlsUpgradeResult> {
     if (this.#isTls) throw new Error("Connection is already using TLS");
-    if (this.#reading) throw new Error("Cannot start TLS while a read is pending");
-    if (this.#isClosed || this.#eof) throw new ConnectionClosedError("Connection closed before TLS");
+    if (this.isReading) throw new Error("Cannot start TLS while a read is pending");
+    if (this.isClosed || this.inputEnded) throw new ConnectionClosedError("Connection closed before TLS");
     const plain = this.#sock as net.Socket;
-    this.#upgrading = true;
+    this.upgrading = true;
     plain.pause();
     this.#detach(plain);
     // CVE-2011-0411: everything received before the handshake is untrusted plaintext; drop it.
-    const discardedBytes = this.#input.clear();
+    const discardedBytes = this.input.clear();
     let ready: Uint8Array | undefined;
     if (readyReply !== undefined) {
       ready = encoder.encode(readyReply);
@@ -392,10 +269,9 @@ export class LineConnection {
         tlsSock = sock;
       });
     } catch (err) {
-      this.#upgrading = false;
+      this.upgrading = false;
       this.#sock = tlsSock ?? plain;
-      this.#eof = true;
-      this.#error = err;
+      this.failed(err);
       this.destroy();
       throw err instanceof TlsHandshakeError || err instanceof ConnectionClosedError
         ? err
@@ -405,9 +281,9 @@ export class LineConnection {
     this.#sock = sock;
     this.#isTls = true;
     this.#tlsInfo = readTlsInfo(sock);
-    this.#upgrading = false;
+    this.upgrading = false;
     this.#attach(sock);
-    if (sock.destroyed) this.#markClosed();
+    if (sock.destroyed) this.#closedNow();
     return { discardedBytes };
   }
 
@@ -416,7 +292,7 @@ export class LineConnection {
     sock.on("end", this.#onEnd);
     sock.on("close", this.#onClose);
     sock.on("error", this.#onError);
-    this.#pausedByUs = false;
+    this.inputResumed();
     sock.resume();
   }
 
@@ -425,75 +301,6 @@ export class LineConnection {
     sock.off("end", this.#onEnd);
     sock.off("close", this.#onClose);
     sock.off("error", this.#onError);
-  }
-
-  /** A `'data'` chunk: queued as it is (the runtime hands each event a fresh buffer), not copied. */
-  #append(chunk: Uint8Array): void {
-    const n = chunk.length;
-    if (n === 0) return;
-    this.bytesIn += n;
-    this.#input.push(chunk);
-    if (this.#input.byteCount >= this.#maxBuffered && !this.#pausedByUs) {
-      this.#pausedByUs = true;
-      this.#sock.pause();
-    }
-    this.#notify();
-  }
-
-  async #read<T>(timeoutMs: number, attempt: () => T | undefined): Promise<T> {
-    if (this.#reading) throw new Error("Concurrent reads on one connection are not allowed");
-    if (this.#upgrading) throw new Error("Cannot read while TLS is starting");
-    this.#reading = true;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let timedOut = false;
-    try {
-      for (;;) {
-        const result = attempt();
-        if (result !== undefined) return result;
-        if (this.#eof || this.#isClosed) {
-          throw new ConnectionClosedError(
-            this.#error === undefined
-              ? "Connection closed by peer"
-              : `Connection failed: ${errorMessage(this.#error)}`,
-            { cause: this.#error },
-          );
-        }
-        if (timedOut) throw new ReadTimeoutError(timeoutMs);
-        if (timer === undefined && Number.isFinite(timeoutMs)) {
-          timer = setTimeout(() => {
-            timedOut = true;
-            this.#notify();
-          }, timeoutMs);
-        }
-        if (this.#pausedByUs) {
-          this.#pausedByUs = false;
-          this.#sock.resume();
-        }
-        await new Promise<void>((resolve) => {
-          this.#wake = resolve;
-        });
-      }
-    } finally {
-      clearTimeout(timer);
-      this.#wake = undefined;
-      this.#reading = false;
-    }
-  }
-
-  #notify(): void {
-    const wake = this.#wake;
-    this.#wake = undefined;
-    wake?.();
-  }
-
-  #markClosed(): void {
-    if (this.#isClosed) return;
-    this.#isClosed = true;
-    this.#eof = true;
-    clearTimeout(this.#closeTimer);
-    this.#closeTimer = undefined;
-    this.#notify();
-    this.#resolveClosed();
   }
 }
 

@@ -29,6 +29,7 @@
 import * as net from "node:net";
 import { ConnectionClosedError, LineConnection, type TlsInfo } from "../net/line_connection.ts";
 import { TlsHandshakeError } from "../net/errors.ts";
+import type { Connection } from "../net/connection.ts";
 import type { Logger } from "../log/logger.ts";
 import { DeliveryAbort, toAbort } from "../client/errors.ts";
 import { type ClientTimeouts, SmtpClient, type SmtpClientOptions } from "../client/smtp_client.ts";
@@ -258,7 +259,7 @@ async function openSession(
 /** The SMTP steps before MAIL; `null` when the session is ready, else why not (the caller QUITs). */
 async function setUp(
   client: SmtpClient,
-  conn: LineConnection,
+  conn: Connection,
   endpoint: Endpoint,
   allowTls: boolean,
   options: DialOptions,

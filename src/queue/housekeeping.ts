@@ -6,7 +6,8 @@
  * little at a time. Every query is an index range per domain, never a queue scan.
  */
 import type { Logger } from "../log/logger.ts";
-import type { Clock, QueueStore } from "./store.ts";
+import { type Clock, systemClock } from "../clock.ts";
+import type { QueueStore } from "./store.ts";
 
 /** RFC 3463 4.4.7: delivery time expired. */
 export const EXPIRED_TEXT = "4.4.7 Delivery time expired: the customer did not collect the mail in time";
@@ -55,7 +56,7 @@ export function startHousekeeping(
     busyDomains?: () => readonly string[];
   },
 ): { tick: () => Promise<void>; stop: () => void } {
-  const clock = options.clock ?? { now: () => Date.now() };
+  const clock = options.clock ?? systemClock;
   const tick = async () => {
     try {
       const busy = new Set(options.busyDomains?.() ?? []);

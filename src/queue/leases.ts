@@ -6,18 +6,20 @@
  * block a domain forever.
  */
 
+import { type Clock, systemClock } from "../clock.ts";
+
 /** A lease table keyed by domain. */
 export class DomainLeases {
   readonly #held = new Map<string, { owner: string; expiresAt: number; idle: boolean }>();
-  readonly #now: () => number;
+  readonly #clock: Clock;
 
-  constructor(now: () => number = Date.now) {
-    this.#now = now;
+  constructor(clock: Clock = systemClock) {
+    this.#clock = clock;
   }
 
   /** Takes every domain for `owner`, or none when any is held by another live session. */
   tryAcquire(domains: readonly string[], owner: string, ttlMs: number): boolean {
-    const now = this.#now();
+    const now = this.#clock.now();
     for (const domain of domains) {
       const lease = this.#held.get(domain);
       if (lease && lease.owner !== owner && lease.expiresAt > now) return false;
@@ -43,7 +45,7 @@ export class DomainLeases {
 
   /** Domains being delivered right now (leased and not idle). */
   busyDomains(): string[] {
-    const now = this.#now();
+    const now = this.#clock.now();
     return [...this.#held].filter(([, l]) => l.expiresAt > now && !l.idle).map(([d]) => d);
   }
 }

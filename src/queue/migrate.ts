@@ -3,6 +3,7 @@
  * `PRAGMA user_version` holds how many are applied; each one runs in its own IMMEDIATE
  * transaction, so a crash leaves the schema at a whole version. Starting twice is a no-op.
  */
+import { type Clock, systemClock } from "../clock.ts";
 import type { DatabaseSync } from "node:sqlite";
 import { type BundledMigration, MIGRATIONS } from "./migrations_bundle.ts";
 
@@ -27,7 +28,7 @@ export function schemaVersion(db: DatabaseSync): number {
 export function migrate(
   db: DatabaseSync,
   migrations: readonly BundledMigration[] = MIGRATIONS,
-  now: () => number = Date.now,
+  clock: Clock = systemClock,
 ): string[] {
   const current = schemaVersion(db);
   if (current > migrations.length) throw new SchemaTooNewError(current, migrations.length);
@@ -48,7 +49,7 @@ export function migrate(
     try {
       for (const statement of migration.statements) db.exec(statement);
       db.prepare("INSERT INTO schema_migrations (version, tag, hash, applied_at) VALUES (?, ?, ?, ?)")
-        .run(index + 1, migration.tag, migration.hash, now());
+        .run(index + 1, migration.tag, migration.hash, clock.now());
       db.exec(`PRAGMA user_version = ${index + 1}`);
       db.exec("COMMIT");
     } catch (error) {

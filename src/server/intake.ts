@@ -14,10 +14,11 @@
  *   (src/queue/postmaster.ts); `postmaster@` every hosted domain is always accepted too.
  * - No AUTH and no ATRN here: both answer 502 and neither is advertised (RFC 5321 4.2.4).
  */
+import { type Clock, systemClock } from "../clock.ts";
 import { statfsSync } from "node:fs";
 import type { Config } from "../config/fields.ts";
 import type { Logger } from "../log/logger.ts";
-import type { LineConnection } from "../net/line_connection.ts";
+import type { Connection } from "../net/connection.ts";
 import { SpoolWriter } from "../queue/spool.ts";
 import {
   type BodySource,
@@ -93,7 +94,8 @@ export interface IntakeDeps {
   /** Told when a message starts and when it ends without a commit (group-commit batching). */
   dataStarted?: () => void;
   dataAbandoned?: () => void;
-  now?: () => Date;
+  /** The time of Received: headers and queue rows (default: the system clock). */
+  clock?: Clock;
 }
 
 interface Transaction {
@@ -130,14 +132,14 @@ export class IntakeProtocol implements Protocol {
   readonly handlers: Record<string, Handler>;
   readonly unknownCommand = C500SyntaxError;
   readonly #deps: IntakeDeps;
-  readonly #conn: LineConnection;
+  readonly #conn: Connection;
   readonly #cid: string;
   #helo: string | null = null;
   #ehlo = false;
   #tx: Transaction | null = null;
   #txCount = 0;
 
-  constructor(deps: IntakeDeps, conn: LineConnection, cid: string) {
+  constructor(deps: IntakeDeps, conn: Connection, cid: string) {
     this.#deps = deps;
     this.#conn = conn;
     this.#cid = cid;
@@ -334,7 +336,7 @@ export class IntakeProtocol implements Protocol {
   /** Streams the message into the spool, checks it, commits it, and answers the final dot. */
   async #receive(tx: Transaction, budget: { remainingMs: () => number }): Promise<HandlerResult> {
     const { config, store, state, logger } = this.#deps;
-    const now = this.#deps.now?.() ?? new Date();
+    const now = new Date((this.#deps.clock ?? systemClock).now());
     const tid = `${this.#cid}.${++this.#txCount}`;
     this.#tx = null; // RFC 5321 4.1.1.4: the transaction ends with the reply to the final dot.
     const reader = new DataReader({

@@ -21,9 +21,10 @@
  * - Bytes pipelined after ATRN: the session loop refuses with 554 5.5.0 and closes
  *   (docs/protocol.md#synchronization).
  */
+import { type Clock, systemClock } from "../clock.ts";
 import type { Config } from "../config/fields.ts";
 import type { Logger } from "../log/logger.ts";
-import type { LineConnection } from "../net/line_connection.ts";
+import type { Connection } from "../net/connection.ts";
 import type { DomainLeases } from "../queue/leases.ts";
 import type { Account, QueueStore } from "../queue/store.ts";
 import type { RelayState } from "../relay_state.ts";
@@ -93,7 +94,7 @@ type AtrnOutcome = "turned" | "error" | "no-mail" | "refused" | "busy";
 
 /** Delivers the queued mail of `domains` over `conn`, which is now the customer's SMTP server. */
 export type Deliver = (
-  conn: LineConnection,
+  conn: Connection,
   domains: string[],
   logger: Logger,
   session: TurnedSession,
@@ -130,7 +131,8 @@ export interface OdmrDeps {
   dummyPasswordHash: string;
   deliver: Deliver;
   sleep?: (ms: number) => Promise<void>;
-  now?: () => number;
+  /** The clock of session records and polls (default: the system clock). */
+  clock?: Clock;
 }
 
 const ENCODER = new TextEncoder();
@@ -140,7 +142,7 @@ export class OdmrProtocol implements Protocol {
   readonly handlers: Record<string, Handler>;
   readonly unknownCommand = C500SyntaxError;
   readonly #deps: OdmrDeps;
-  readonly #conn: LineConnection;
+  readonly #conn: Connection;
   readonly #cid: string;
   #ehlo = false;
   #account: Account | null = null;
@@ -148,7 +150,7 @@ export class OdmrProtocol implements Protocol {
   /** The customer asked for push delivery (XWATCH): ATRN turns even with no mail waiting. */
   #watchRequested = false;
 
-  constructor(deps: OdmrDeps, conn: LineConnection, cid: string) {
+  constructor(deps: OdmrDeps, conn: Connection, cid: string) {
     this.#deps = deps;
     this.#conn = conn;
     this.#cid = cid;
@@ -505,6 +507,6 @@ export class OdmrProtocol implements Protocol {
   }
 
   #now(): number {
-    return this.#deps.now?.() ?? Date.now();
+    return (this.#deps.clock ?? systemClock).now();
   }
 }

@@ -7,15 +7,16 @@
  * an SmtpError's reply goes to the peer; anything else is a bug: logged with its stack, answered
  * `421 4.3.0`, and only this connection is closed.
  */
+import { type Clock, systemClock } from "../clock.ts";
+import type { Connection } from "../net/connection.ts";
 import {
   BareLineEndingError,
   ConnectionClosedError,
-  type LineConnection,
   LineFloodError,
   LineTooLongError,
   ReadTimeoutError,
   TlsHandshakeError,
-} from "../net/line_connection.ts";
+} from "../net/errors.ts";
 import { type Command, findInvalidCommandChar, parseCommand } from "../smtp/command.ts";
 import { formatReply } from "../smtp/reply.ts";
 import {
@@ -117,7 +118,7 @@ export interface SessionLimits {
 
 /** Session hooks for the server that owns the loop (shutdown, TLS context). */
 export interface SessionContext {
-  conn: LineConnection;
+  conn: Connection;
   logger: Logger;
   limits: SessionLimits;
   protocol: Protocol;
@@ -127,8 +128,9 @@ export interface SessionContext {
    * Upgrades to TLS; writes `readyReply` (the 220) itself once the plaintext reader is detached,
    * so a fast ClientHello cannot land in the plaintext buffer. Null when TLS is not configured.
    */
-  startTls: ((conn: LineConnection, readyReply: string) => Promise<void>) | null;
-  now?: () => number;
+  startTls: ((conn: Connection, readyReply: string) => Promise<void>) | null;
+  /** The clock of the session cap (default: the system clock). */
+  clock?: Clock;
 }
 
 /** A continuation line that was refused (too long): the exchange is over, the session goes on. */
@@ -141,7 +143,7 @@ const HTTP_OR_PROXY =
 export class SessionLoop {
   readonly #ctx: SessionContext;
   readonly #started: number;
-  readonly #now: () => number;
+  readonly #clock: Clock;
   #errors = 0;
   #junk = 0;
   #inData = false;
@@ -151,8 +153,8 @@ export class SessionLoop {
 
   constructor(ctx: SessionContext) {
     this.#ctx = ctx;
-    this.#now = ctx.now ?? Date.now;
-    this.#started = this.#now();
+    this.#clock = ctx.clock ?? systemClock;
+    this.#started = this.#clock.now();
   }
 
   /** True while a message is being received (shutdown waits for it). */
@@ -227,14 +229,14 @@ export class SessionLoop {
 
   /** Time left before the whole-session cap. */
   #remaining(): number {
-    return this.#ctx.limits.sessionTimeoutMs - (this.#now() - this.#started);
+    return this.#ctx.limits.sessionTimeoutMs - (this.#clock.now() - this.#started);
   }
 
   /** Time left before the pre-AUTH deadline, or Infinity when it does not apply (any more). */
   #preAuthRemaining(): number {
     const limit = this.#ctx.limits.preAuthTimeoutMs ?? 0;
     if (limit <= 0 || (this.#ctx.protocol.authenticated?.() ?? true)) return Infinity;
-    return limit - (this.#now() - this.#started);
+    return limit - (this.#clock.now() - this.#started);
   }
 
   /** How long the next read may wait: idle timeout, bounded by the session cap and the AUTH deadline. */
@@ -251,7 +253,7 @@ export class SessionLoop {
     const { conn, limits } = this.#ctx;
     let timeoutMs = this.#readTimeout();
     if (this.#firstCommand) {
-      const waitStarted = this.#now();
+      const waitStarted = this.#clock.now();
       this.#firstCommand = false;
       // docs/protocol.md#non-smtp-clients: a TLS ClientHello (0x16) or SSLv2 hello on the plaintext port
       // gets 221 and close.
@@ -264,7 +266,7 @@ export class SessionLoop {
         }
       }
       // One idle deadline covers the wait above and the read below.
-      timeoutMs = Math.max(1, timeoutMs - (this.#now() - waitStarted));
+      timeoutMs = Math.max(1, timeoutMs - (this.#clock.now() - waitStarted));
     }
     for (;;) {
       try {

@@ -10,7 +10,7 @@ import { randomBytes } from "node:crypto";
 import type { SecureContext } from "node:tls";
 import type { ListenAddress } from "../config/fields.ts";
 import type { Logger } from "../log/logger.ts";
-import type { LineConnection } from "../net/line_connection.ts";
+import type { Connection } from "../net/connection.ts";
 import { type ConnectionInfo, type Listener, startListener } from "../net/listener.ts";
 import type { RelayState } from "../relay_state.ts";
 import { formatReply } from "../smtp/reply.ts";
@@ -18,7 +18,7 @@ import { C421ShuttingDown, C421TooManyConnections } from "../smtp/reply_codes.ts
 import { SessionLoop } from "./session.ts";
 
 /** How to build a session for a new connection. */
-export type SessionFactory = (conn: LineConnection, cid: string, logger: Logger) => SessionLoop;
+export type SessionFactory = (conn: Connection, cid: string, logger: Logger) => SessionLoop;
 
 /** Options of a service. */
 export interface ServiceOptions {
@@ -42,6 +42,11 @@ export interface SmtpService {
   readonly name: string;
   address(): { host: string; port: number };
   activeSessions(): number;
+  /**
+   * Serves a connection that did not come through the listener (an in-memory pipe in tests), exactly
+   * as an accepted socket past the listener's limits. Resolves when the session has ended.
+   */
+  accept(conn: Connection): Promise<void>;
   /** Graceful stop; see the module documentation. */
   stop(graceMs: number): Promise<void>;
 }
@@ -54,9 +59,32 @@ export function newConnectionId(): string {
 /** Binds and starts a service. Rejects with a clear message when the bind fails. */
 export async function startSmtpService(options: ServiceOptions): Promise<SmtpService> {
   const { logger, state, name, hostname } = options;
-  const sessions = new Map<LineConnection, SessionLoop>();
+  const sessions = new Map<Connection, SessionLoop>();
   let draining = false;
   const counter = name === "smtp" ? "activeSmtpSessions" : "activeOdmrSessions";
+
+  /** One connection's whole life: refused while draining, else a session until it ends. */
+  async function serve(conn: Connection, info: ConnectionInfo): Promise<void> {
+    if (draining) {
+      state.connections.inc(`${name}-refused-shutdown`);
+      await conn.write(formatReply(C421ShuttingDown(hostname), { enhanced: true })).catch(() => {});
+      return;
+    }
+    const cid = newConnectionId();
+    const sessionLogger = logger.child({ cid, listener: name });
+    sessionLogger.info("connect", { ip: info.remoteAddress, port: info.remotePort, tls: info.tls });
+    state.connections.inc(`${name}-accepted`);
+    const session = options.createSession(conn, cid, sessionLogger);
+    sessions.set(conn, session);
+    state[counter]++;
+    try {
+      await session.run();
+    } finally {
+      sessions.delete(conn);
+      state[counter]--;
+      sessionLogger.info("disconnect", { bytesIn: conn.bytesIn, bytesOut: conn.bytesOut });
+    }
+  }
 
   const listener: Listener = await startListener({
     host: options.listen.host,
@@ -76,28 +104,8 @@ export async function startSmtpService(options: ServiceOptions): Promise<SmtpSer
       if (session) session.evict();
       else conn.destroy();
     },
-    onConnection: async (conn: LineConnection, info: ConnectionInfo) => {
-      if (draining) {
-        state.connections.inc(`${name}-refused-shutdown`);
-        await conn.write(formatReply(C421ShuttingDown(hostname), { enhanced: true })).catch(() => {});
-        return;
-      }
-      const cid = newConnectionId();
-      const sessionLogger = logger.child({ cid, listener: name });
-      sessionLogger.info("connect", { ip: info.remoteAddress, port: info.remotePort, tls: info.tls });
-      state.connections.inc(`${name}-accepted`);
-      const session = options.createSession(conn, cid, sessionLogger);
-      sessions.set(conn, session);
-      state[counter]++;
-      try {
-        await session.run();
-      } finally {
-        sessions.delete(conn);
-        state[counter]--;
-        sessionLogger.info("disconnect", { bytesIn: conn.bytesIn, bytesOut: conn.bytesOut });
-      }
-    },
-    onRejected: async (conn: LineConnection, reason, info) => {
+    onConnection: (conn: Connection, info: ConnectionInfo) => serve(conn, info),
+    onRejected: async (conn: Connection, reason, info) => {
       state.connections.inc(`${name}-rejected-${reason}`);
       logger.warn("connection refused", { listener: name, ip: info.remoteAddress, reason });
       // RFC 5321 3.1 / docs/protocol.md#connection-limits: a 421 at connect, then close.
@@ -118,6 +126,11 @@ export async function startSmtpService(options: ServiceOptions): Promise<SmtpSer
     name,
     address: () => listener.address(),
     activeSessions: () => sessions.size,
+    accept: async (conn) => {
+      const info = { id: 0, localPort: conn.localPort, tls: conn.isTls };
+      await serve(conn, { ...info, remoteAddress: conn.remoteAddress, remotePort: conn.remotePort });
+      if (!conn.isClosed) await conn.close();
+    },
     async stop(graceMs: number) {
       draining = true;
       for (const session of sessions.values()) session.requestShutdown();

@@ -11,6 +11,7 @@ import { startFakeMx } from "../support/fake_mx.ts";
 import { TranscriptPeer } from "../support/transcript.ts";
 import { openOdmr, startOdmrRelay, waitFor } from "../server/odmr_helpers.ts";
 import { pollOptions } from "./_helpers.ts";
+import { ManualClock } from "../../src/clock.ts";
 
 /** `pull --watch` as alice (example.test) against the relay's ODMR port, delivering to `localPort`. */
 function watch(odmrPort: number, localPort: number) {
@@ -199,10 +200,10 @@ describe("push delivery: review regressions", () => {
   });
 
   it("the lease is renewed while a watch delivers: a second host never delivers the same mail", async () => {
-    let now = Date.now();
+    const clock = new ManualClock(Date.now());
     const local = await startFakeMx({ name: "local.test" });
     const relay = await startOdmrRelay({
-      clock: { now: () => now },
+      clock,
       config: { atrnSessionTimeout: 1000, atrnWatchKeepalive: 200, atrnWatchMaxDuration: 3_600_000 },
     });
     try {
@@ -210,7 +211,7 @@ describe("push delivery: review regressions", () => {
       await waitFor(() => relay.relay.watching().length === 1, "the watch");
       // Time passes far beyond the first lease (atrnSessionTimeout + 1 min) while the watch lives on.
       for (let i = 0; i < 3; i++) {
-        now += 10 * 60_000;
+        clock.advance(10 * 60_000);
         await send(relay.smtpPort, `m${i}@example.test`, `m${i}`);
         await waitFor(() => local.messages.length === i + 1, `m${i}`);
       }

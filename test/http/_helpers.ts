@@ -5,6 +5,7 @@ import { CHUNK_SIZE } from "../../src/queue/spool.ts";
 import type { QueueStore } from "../../src/queue/store.ts";
 import { RelayState } from "../../src/relay_state.ts";
 import { bodyOf, incoming, tempStore, testSecrets } from "../support/store.ts";
+import { ManualClock } from "../../src/clock.ts";
 
 /** The token the tests configure when they configure one. */
 export const TOKEN = "s3cret-token-for-tests";
@@ -17,7 +18,7 @@ export interface Seeded {
   state: RelayState;
   dataDir: string;
   logLines: string[];
-  clock: { now(): number };
+  clock: ManualClock;
   advance(ms: number): void;
   /** Message ids by name. */
   ids: { first: number; second: number; big: number; failed: number };
@@ -32,8 +33,7 @@ export interface Seeded {
  * `failed` with its only recipient already failed.
  */
 export function seed(): Seeded {
-  let now = T0 - 3600_000;
-  const clock = { now: () => now };
+  const clock = new ManualClock(T0 - 3600_000);
   const { store, dataDir } = tempStore(clock);
   store.addAccount("alice", testSecrets("alice-pw"));
   store.addAccount("bob", testSecrets("bob-pw"));
@@ -47,7 +47,7 @@ export function seed(): Seeded {
         "Subject: Hello <there>\r\nFrom: sender@example.org\r\n\r\nBody line\r\n",
     ),
   );
-  now = T0 - 600_000;
+  clock.set(T0 - 600_000);
   const second = store.enqueue(incoming("", ["three@a.test"]), bodyOf("Subject: bounce\r\n\r\nx\r\n"));
   const bigBody = "Subject: big\r\n\r\n" + "0123456789abcdef".repeat((CHUNK_SIZE * 2) / 16 + 10);
   const bigBytes = new TextEncoder().encode(bigBody);
@@ -61,22 +61,22 @@ export function seed(): Seeded {
   });
   const failed = store.enqueue(incoming("f@example.org", ["gone@c.test"]), bodyOf("Subject: f\r\n\r\nx\r\n"));
   store.bounceMessage(failed, "already failed");
-  now = T0 - 120_000;
+  clock.set(T0 - 120_000);
   store.recordAtrnSession({
     accountId: store.findAccount("bob")!.id,
     username: "bob",
     domains: ["b.test"],
     peer: "203.0.113.9",
     tls: true,
-    startedAt: now - 1000,
-    endedAt: now,
+    startedAt: clock.now() - 1000,
+    endedAt: clock.now(),
     delivered: 0,
     deferred: 1,
     failed: 0,
     outcome: "turned",
     detail: '<script>alert("x")</script> & more',
   });
-  now = T0;
+  clock.set(T0);
   const state = new RelayState(T0 - 90_000);
   state.listeners.push(
     { name: "smtp", host: "0.0.0.0", port: 25, tls: "starttls", bound: true },
@@ -105,7 +105,7 @@ export function seed(): Seeded {
     dataDir,
     logLines,
     clock,
-    advance: (ms) => (now += ms),
+    advance: (ms) => clock.advance(ms),
     ids: { first, second, big, failed },
     bigBody,
   };
@@ -123,7 +123,7 @@ export function appFor(
     token: options.token ?? null,
     listenerIsLoopback: options.listenerIsLoopback ?? true,
     version: "9.9.9-test",
-    now: s.clock.now,
+    clock: s.clock,
   });
 }
 

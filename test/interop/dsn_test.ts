@@ -7,6 +7,7 @@
  * delay warnings and expiry with an injected clock, the customer notice, and Postfix's smtp-sink
  * storing a DSN intact.
  */
+import { ManualClock } from "../../src/clock.ts";
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -224,8 +225,7 @@ describe("DSNs that cannot be delivered yet", () => {
     });
     const closed = await freePort();
     const dataDir = tempDir("odmr-dsn-restart-");
-    let now = Date.now();
-    const clock = { now: () => now };
+    const clock = new ManualClock(Date.now());
     const config: Partial<Config> = { smarthost: null, dnsServers: [dns.server], outboundMxPort: closed };
     const first = await startTestRelay({ dataDir, config, clock }, ODMR_SEED);
     let mx: FakeMx | undefined;
@@ -236,7 +236,7 @@ describe("DSNs that cannot be delivered yet", () => {
       await first.stop();
       // Up again, with the MX reachable and the retry due.
       mx = await startFakeMx({ host: "127.0.0.8", port: closed, name: "mx.remote.test" });
-      now += 10 * 60_000;
+      clock.advance(10 * 60_000);
       const second = await startTestRelay({ dataDir, config, clock }, []);
       try {
         await second.relay.outbound.worker.runDue();
@@ -259,9 +259,9 @@ describe("DSNs that cannot be delivered yet", () => {
       "remote.test": { mx: [{ preference: 10, exchange: "mx.remote.test" }] },
       "mx.remote.test": { a: ["127.0.0.9"] },
     });
-    let now = Date.now();
+    const clock = new ManualClock(Date.now());
     const relay = await startTestRelay({
-      clock: { now: () => now },
+      clock,
       config: {
         smarthost: null,
         dnsServers: [dns.server],
@@ -274,10 +274,10 @@ describe("DSNs that cannot be delivered yet", () => {
       await receive(relay, "sender@remote.test", ["bad@example.test"]);
       await collect(relay, () => "550 5.1.1 gone");
       await waitFor(() => outboundRows(relay)[0]?.attempts === 1, "the first attempt to time out");
-      now += 2 * 60_000; // the first retry is due after a minute
+      clock.advance(2 * 60_000); // the first retry is due after a minute
       await relay.relay.outbound.worker.runDue();
       assert.equal(outboundRows(relay)[0]?.attempts, 2, "retried, still queued");
-      now += 3_600_000; // past dsnLifetime
+      clock.advance(3_600_000); // past dsnLifetime
       await relay.relay.outbound.worker.runDue();
       assert.ok(queueIsEmpty(relay), "dropped");
       assert.ok(relay.logs.some((l) => l.includes("outbound dropped: lifetime over")), "with a log line");
@@ -297,9 +297,9 @@ describe("delay warnings, expiry and the customer notice (injected clock)", () =
       "mx.remote.test": { a: ["127.0.0.10"] },
       "phone.test": { a: ["127.0.0.10"] },
     });
-    let now = Date.now();
+    const clock = new ManualClock(Date.now());
     const relay = await startTestRelay({
-      clock: { now: () => now },
+      clock,
       config: {
         smarthost: null,
         dnsServers: [dns.server],
@@ -320,7 +320,7 @@ describe("delay warnings, expiry and the customer notice (injected clock)", () =
       await receive(relay, "sender@remote.test", ["late@example.test", "never@example.test NOTIFY=FAILURE"]);
       await run();
       assert.equal(mx.messages.length, 0, "nothing yet");
-      now += hour + 1000;
+      clock.advance(hour + 1000);
       await run();
       await run(); // a second run in the same step sends nothing more
       assert.equal(mx.messages.length, 1, "one warning for the first step");
@@ -334,13 +334,13 @@ describe("delay warnings, expiry and the customer notice (injected clock)", () =
         /collect/i,
         "explains that the recipient's server collects on demand",
       );
-      now += 2 * hour;
+      clock.advance(2 * hour);
       await run();
       const notice = mx.messages.find((m) => m.rcpts[0] === "owner@phone.test");
       assert.ok(notice, "the customer was told mail is waiting");
       assert.match(notice.data, /Subject: Mail for example\.test is waiting to be collected/);
       assert.match(notice.mail, /^MAIL FROM:<>/);
-      now += 1.5 * hour; // 4.5 h: the second step; the notice was 1.5 h ago, within its 2 h period
+      clock.advance(1.5 * hour); // 4.5 h: the second step; the notice was 1.5 h ago, within its 2 h period
       await run();
       assert.equal(
         mx.messages.filter((m) => m.rcpts[0] === "sender@remote.test").length,
@@ -352,7 +352,7 @@ describe("delay warnings, expiry and the customer notice (injected clock)", () =
         1,
         "one notice per period",
       );
-      now += 24 * hour;
+      clock.advance(24 * hour);
       await run();
       const expiry = mx.messages.find((m) => fields(m.data).includes("Status: 4.4.7"));
       assert.ok(expiry, "the expiry DSN");
@@ -451,15 +451,15 @@ describe("DSN edge cases", () => {
     }, ODMR_SEED);
 
   it("mail that expires while the customer is accepting it is delivered, not reported failed", async () => {
-    let now = Date.now();
-    const relay = await relayWith({ queueLifetime: 3_600_000 }, { now: () => now });
+    const clock = new ManualClock(Date.now());
+    const relay = await relayWith({ queueLifetime: 3_600_000 }, clock);
     try {
       const before = mx.messages.length;
       enqueue(relay.store, ["late@example.test"], "Subject: late\r\n\r\nx\r\n", "sender@remote.test");
       const log = await collect(relay, () => {
         // The housekeeping runs mid-session, with the mail now past its lifetime.
         // Past the lifetime, but within the session's lease (atrnSessionTimeout + 1 min).
-        now += 3_600_000 + 30_000;
+        clock.advance(3_600_000 + 30_000);
         void relay.relay.housekeeping.tick();
         return "250 2.1.5 Ok";
       });
@@ -508,13 +508,13 @@ describe("DSN edge cases", () => {
   });
 
   it("one delay warning per message and step, across domains; a changed schedule does not repeat it", async () => {
-    let now = Date.now();
+    const clock = new ManualClock(Date.now());
     const hour = 3_600_000;
     const dataDir = tempDir("odmr-dsn-steps-");
     const before = mx.messages.length;
     const relay = await startTestRelay({
       dataDir,
-      clock: { now: () => now },
+      clock,
       config: {
         smarthost: null,
         dnsServers: [dns.server],
@@ -524,7 +524,7 @@ describe("DSN edge cases", () => {
     }, ODMR_SEED);
     try {
       await receive(relay, "sender@remote.test", ["x@a.test", "y@b.test"]);
-      now += 25 * hour;
+      clock.advance(25 * hour);
       await relay.relay.housekeeping.tick();
       await relay.relay.outbound.worker.runDue();
       assert.equal(mx.messages.length, before + 1, "one warning covers both domains");
@@ -537,7 +537,7 @@ describe("DSN edge cases", () => {
     }
     const again = await startTestRelay({
       dataDir,
-      clock: { now: () => now },
+      clock,
       config: {
         smarthost: null,
         dnsServers: [dns.server],
@@ -546,7 +546,7 @@ describe("DSN edge cases", () => {
       },
     }, []);
     try {
-      now += hour;
+      clock.advance(hour);
       await again.relay.housekeeping.tick();
       await again.relay.outbound.worker.runDue();
       assert.equal(mx.messages.length, before + 1, "no second warning for a step already passed");
@@ -632,9 +632,9 @@ describe("a smarthost that refuses our credentials", () => {
       auth: { username: "relay", password: "the-right-one" },
       name: "localhost",
     });
-    let now = Date.now();
+    const clock = new ManualClock(Date.now());
     const relay = await startTestRelay({
-      clock: { now: () => now },
+      clock,
       config: {
         smarthost: { host: "localhost", port: mx.port },
         smarthostTls: "required",
@@ -653,7 +653,7 @@ describe("a smarthost that refuses our credentials", () => {
       await relay.relay.outbound.worker.runDue();
       await relay.relay.outbound.worker.runDue();
       assert.equal(mx.sessions.length, 1, "one failed login, then the others wait");
-      now += 2 * 60_000;
+      clock.advance(2 * 60_000);
       await relay.relay.outbound.worker.runDue();
       assert.equal(mx.sessions.length, 2, "one probe after the backoff");
       assert.equal(outboundRows(relay).length, 6, "nothing lost");

@@ -2,19 +2,19 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { EXPIRED_TEXT, expireRecipients, pruneAtrnHistory } from "../../src/queue/housekeeping.ts";
 import { bodyOf, incoming, tempStore, testSecrets } from "../support/store.ts";
+import { ManualClock } from "../../src/clock.ts";
 
 test("recipients older than the lifetime (or the domain's override) are failed with 4.4.7", () => {
-  let now = 0;
-  const clock = { now: () => now };
+  const clock = new ManualClock(0);
   const { store } = tempStore(clock);
   store.addAccount("alice", testSecrets("secret"));
   store.addDomain("a.test", "alice");
   store.addDomain("short.test", "alice");
   store.database.raw.prepare("UPDATE domains SET retention_ms = 1000 WHERE name = 'short.test'").run();
   const old = store.enqueue(incoming("s@x.test", ["u@a.test", "v@short.test"]), bodyOf("old"));
-  now = 5_000;
+  clock.set(5_000);
   store.enqueue(incoming("s@x.test", ["w@a.test"]), bodyOf("new"));
-  now = 8_000;
+  clock.set(8_000);
   // Lifetime 6 s: the first a.test recipient (age 8 s) expires, the second (age 3 s) does not;
   // short.test's 1 s override expires its recipient too.
   const expired = expireRecipients(store, 6_000, clock);
@@ -26,8 +26,7 @@ test("recipients older than the lifetime (or the domain's override) are failed w
 });
 
 test("ATRN history older than the retention is pruned", () => {
-  let now = 0;
-  const clock = { now: () => now };
+  const clock = new ManualClock(0);
   const { store } = tempStore(clock);
   const record = (startedAt: number) =>
     store.recordAtrnSession({
@@ -46,7 +45,7 @@ test("ATRN history older than the retention is pruned", () => {
     });
   record(1_000);
   record(50_000);
-  now = 60_000;
+  clock.set(60_000);
   assert.equal(pruneAtrnHistory(store, 20_000, clock), 1);
   assert.equal(store.recentAtrnSessions(10).length, 1);
 });

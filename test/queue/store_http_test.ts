@@ -2,10 +2,11 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { bodyOf, incoming, tempStore, testSecrets } from "../support/store.ts";
+import { ManualClock } from "../../src/clock.ts";
 
 function seeded() {
-  let now = 5_000_000;
-  const { store } = tempStore({ now: () => now });
+  const clock = new ManualClock(5_000_000);
+  const { store } = tempStore(clock);
   store.addAccount("alice", testSecrets("pw"));
   store.addDomain("a.test", "alice");
   store.addDomain("b.test", "alice");
@@ -14,9 +15,9 @@ function seeded() {
     incoming("s@x.org", ["1@a.test", "2@b.test"]),
     bodyOf("Subject: 1\r\n\r\nhello\r\n"),
   );
-  now += 1000;
+  clock.advance(1000);
   const m2 = store.enqueue(incoming("s@x.org", ["3@a.test"]), bodyOf("Subject: 2\r\n\r\nhi\r\n"));
-  return { store, m1, m2, advance: (ms: number) => (now += ms) };
+  return { store, m1, m2, advance: (ms: number) => clock.advance(ms) };
 }
 
 describe("QueueStore HTTP reads", () => {

@@ -11,15 +11,16 @@ import { fileURLToPath } from "node:url";
 import { DatabaseSync } from "node:sqlite";
 import { POSTMASTER_MAILBOX } from "../../src/queue/postmaster.ts";
 import { bodyOf, incoming, tempStore, testSecrets } from "../support/store.ts";
+import { ManualClock } from "../../src/clock.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
 function seeded() {
-  let now = 1_000_000;
-  const { store } = tempStore({ now: () => now });
+  const clock = new ManualClock(1_000_000);
+  const { store } = tempStore(clock);
   store.addAccount("alice", testSecrets("alice-secret"));
   store.addDomain("a.test", "alice");
-  return { store, advance: (ms: number) => (now += ms) };
+  return { store, advance: (ms: number) => clock.advance(ms) };
 }
 
 const count = (store: ReturnType<typeof seeded>["store"], table: string) =>

@@ -8,17 +8,17 @@ import { CHUNK_SIZE, concat, SpoolWriter } from "../../src/queue/spool.ts";
 import { QueueStore, QuotaExceededError, StoreError } from "../../src/queue/store.ts";
 import { bodyOf, incoming, tempStore, testSecrets } from "../support/store.ts";
 import { tempDir } from "../support/temp.ts";
+import { ManualClock } from "../../src/clock.ts";
 
 function seeded() {
-  let now = 1_000_000;
-  const clock = { now: () => now };
+  const clock = new ManualClock(1_000_000);
   const { store, dataDir } = tempStore(clock);
   store.addAccount("alice", testSecrets("alice-secret"));
   store.addAccount("bob", testSecrets("bob-secret"));
   store.addDomain("a.test", "alice");
   store.addDomain("a2.test", "alice");
   store.addDomain("b.test", "bob", { mailboxes: ["info", "Sales"] });
-  return { store, dataDir, advance: (ms: number) => (now += ms) };
+  return { store, dataDir, advance: (ms: number) => clock.advance(ms) };
 }
 
 describe("migrations", () => {

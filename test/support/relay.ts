@@ -13,6 +13,7 @@ import { loadConfig } from "../../src/config/load.ts";
 import { Logger } from "../../src/log/logger.ts";
 import type { QueueStore } from "../../src/queue/store.ts";
 import { type Relay, type RelayOptions, startRelay } from "../../src/relay.ts";
+import type { SmtpService } from "../../src/server/smtp_service.ts";
 import type { TestCert } from "./certs.ts";
 import { testSecrets } from "./store.ts";
 import { tempDir } from "./temp.ts";
@@ -64,6 +65,10 @@ export interface TestRelayOptions {
 export interface TestRelay {
   relay: Relay;
   config: Config;
+  /** The intake service: `runTranscript(relay.smtp, ...)` runs a transcript in memory, no socket. */
+  smtp: SmtpService;
+  /** The plaintext ODMR service, in memory likewise (undefined when ODMR is off). */
+  odmr: SmtpService | undefined;
   /** Real bound ports; 0 when that listener is not running. */
   smtpPort: number;
   odmrPort: number;
@@ -141,6 +146,8 @@ export async function startTestRelay(
   return {
     relay,
     config,
+    smtp: relay.services.find((s) => s.name === "smtp")!,
+    odmr: relay.services.find((s) => s.name === "odmr"),
     smtpPort: servicePort(relay, "smtp"),
     odmrPort: servicePort(relay, "odmr"),
     odmrsPort: servicePort(relay, "odmrs"),

@@ -1,6 +1,7 @@
 /**
- * Plain-text SMTP transcripts played from the TEST PEER's side over a real loopback socket
- * (DESIGN.md 7). One directive per line; leading indentation is ignored:
+ * Plain-text SMTP transcripts played from the TEST PEER's side, over a real loopback socket (a port) or
+ * in memory (a service's `accept`, through src/net/memory_connection.ts: no socket, no port, same
+ * protocol code). One directive per line; leading indentation is ignored:
  *
  * ```
  * # a comment (blank lines are ignored too)
@@ -25,6 +26,16 @@
  */
 import * as net from "node:net";
 import * as tls from "node:tls";
+import type { Connection } from "../../src/net/connection.ts";
+import { memoryPipe } from "../../src/net/memory_connection.ts";
+
+/** Something that serves a connection handed to it: `SmtpService.accept` (in-memory transcripts). */
+export interface TranscriptTarget {
+  accept(conn: Connection): Promise<void>;
+}
+
+/** Where a transcript runs: a loopback port, or a service reached in memory. */
+export type TranscriptEndpoint = number | TranscriptTarget;
 
 /** Options of {@link runTranscript} and {@link playTranscript}. */
 export interface TranscriptOptions {
@@ -38,8 +49,15 @@ export interface TranscriptOptions {
   keepOpen?: boolean;
   /** Connect with implicit TLS from the first byte (for the odmrs listener). */
   implicitTls?: boolean;
-  /** Local address to connect from (e.g. 127.0.0.2 to look like another client). */
+  /** Local address to connect from (e.g. 127.0.0.2 to look like another client); in memory, claimed. */
   localAddress?: string;
+}
+
+/** The peer's transport: a socket, or the client end of an in-memory pipe. */
+interface Wire {
+  write(bytes: Uint8Array): Promise<void>;
+  readonly destroyed: boolean;
+  destroy(): void;
 }
 
 /** What a transcript run leaves behind. */
@@ -98,16 +116,31 @@ function visible(s: string): string {
 export class TranscriptPeer {
   /** The transcript so far: `> ...` sent, `< ...` received, `!! ...` failures. */
   readonly log: string[] = [];
-  #socket: net.Socket;
+  #socket: net.Socket | null = null;
+  #wire!: Wire;
   #buf: Uint8Array = new Uint8Array(0);
   #closed = false;
   #wake: (() => void) | null = null;
   readonly timeoutMs: number;
 
-  constructor(socket: net.Socket, options: { timeoutMs?: number } = {}) {
-    this.#socket = socket;
+  constructor(socket: net.Socket | Connection, options: { timeoutMs?: number } = {}) {
     this.timeoutMs = options.timeoutMs ?? 5000;
-    this.#attach(socket);
+    if (socket instanceof net.Socket) this.#attach(socket);
+    else this.#pump(socket);
+  }
+
+  /** Opens an in-memory connection to `target` (served as from `localAddress`, default 127.0.0.1). */
+  static open(target: TranscriptTarget, options: TranscriptOptions = {}): TranscriptPeer {
+    const [server, client] = memoryPipe(options.localAddress ? { clientAddress: options.localAddress } : {});
+    void target.accept(server).catch(() => server.destroy());
+    return new TranscriptPeer(client, options);
+  }
+
+  /** A socket connection to a port, or an in-memory one to a service. */
+  static async reach(endpoint: TranscriptEndpoint, options: TranscriptOptions = {}): Promise<TranscriptPeer> {
+    return typeof endpoint === "number"
+      ? await TranscriptPeer.connect(endpoint, options)
+      : TranscriptPeer.open(endpoint, options);
   }
 
   /** Connects to 127.0.0.1:`port` (or implicit TLS) and wraps the socket. */
@@ -132,8 +165,9 @@ export class TranscriptPeer {
     return new TranscriptPeer(socket, options);
   }
 
-  /** The underlying socket (plain or TLS). */
+  /** The underlying socket (plain or TLS); a peer in memory has none. */
   get socket(): net.Socket {
+    if (!this.#socket) throw new Error("this transcript peer runs in memory: it has no socket");
     return this.#socket;
   }
 
@@ -143,20 +177,51 @@ export class TranscriptPeer {
   }
 
   #attach(socket: net.Socket): void {
-    socket.on("data", (chunk: Uint8Array) => {
-      const next = new Uint8Array(this.#buf.length + chunk.length);
-      next.set(this.#buf);
-      next.set(chunk, this.#buf.length);
-      this.#buf = next;
-      this.#notify();
-    });
-    const onClose = () => {
-      this.#closed = true;
-      this.#notify();
+    this.#socket = socket;
+    this.#wire = {
+      write: (data) =>
+        new Promise<void>((resolve, reject) => socket.write(data, (e) => (e ? reject(e) : resolve()))),
+      get destroyed() {
+        return socket.destroyed;
+      },
+      destroy: () => socket.destroy(),
     };
+    socket.on("data", (chunk: Uint8Array) => this.#received(chunk));
+    const onClose = () => this.#ended();
     socket.on("end", onClose);
     socket.on("close", onClose);
     socket.on("error", onClose);
+  }
+
+  /** Reads an in-memory pipe end until it closes (bounded: it ends when the server end closes). */
+  #pump(conn: Connection): void {
+    this.#wire = {
+      write: (data) => conn.write(data),
+      get destroyed() {
+        return conn.isClosed;
+      },
+      destroy: () => conn.destroy(),
+    };
+    void (async () => {
+      try {
+        for (;;) this.#received(await conn.readChunk({ timeoutMs: Infinity }));
+      } catch {
+        this.#ended();
+      }
+    })();
+  }
+
+  #received(chunk: Uint8Array): void {
+    const next = new Uint8Array(this.#buf.length + chunk.length);
+    next.set(this.#buf);
+    next.set(chunk, this.#buf.length);
+    this.#buf = next;
+    this.#notify();
+  }
+
+  #ended(): void {
+    this.#closed = true;
+    this.#notify();
   }
 
   #notify(): void {
@@ -184,10 +249,8 @@ export class TranscriptPeer {
   async send(bytes: Uint8Array | string, logAs?: string): Promise<void> {
     const data = typeof bytes === "string" ? encoder.encode(bytes) : bytes;
     this.log.push(`> ${logAs ?? visible(decoder.decode(data))}`);
-    if (this.#socket.destroyed) throw this.fail("cannot send: socket already closed");
-    await new Promise<void>((resolve, reject) => {
-      this.#socket.write(data, (error) => (error ? reject(error) : resolve()));
-    });
+    if (this.#wire.destroyed) throw this.fail("cannot send: connection already closed");
+    await this.#wire.write(data);
   }
 
   /** Sends a text line with CRLF. */
@@ -266,7 +329,7 @@ export class TranscriptPeer {
   /** Upgrades this connection to TLS as the client (after the server's 220 to STARTTLS). */
   async startTls(options: { ca?: string } = {}): Promise<tls.TLSSocket> {
     this.log.push("!tls");
-    const plain = this.#socket;
+    const plain = this.socket;
     plain.removeAllListeners("data");
     plain.removeAllListeners("end");
     plain.removeAllListeners("close");
@@ -285,7 +348,6 @@ export class TranscriptPeer {
     }).catch((error) => {
       throw this.fail(`TLS handshake failed: ${error}`);
     });
-    this.#socket = secure;
     this.#attach(secure);
     return secure;
   }
@@ -296,9 +358,9 @@ export class TranscriptPeer {
     return new Error(`transcript failed: ${message}\n--- transcript ---\n${this.log.join("\n")}\n---`);
   }
 
-  /** Destroys the socket. */
+  /** Destroys the connection. */
   close(): void {
-    this.#socket.destroy();
+    this.#wire.destroy();
   }
 }
 
@@ -380,13 +442,16 @@ export async function playTranscript(
   return { log: peer.log, peer };
 }
 
-/** Connects to 127.0.0.1:`port`, plays `script`, and (unless `keepOpen`) destroys the socket. */
+/**
+ * Connects to 127.0.0.1:`endpoint` (a port) or opens an in-memory connection to it (a service), plays
+ * `script`, and (unless `keepOpen`) destroys the connection.
+ */
 export async function runTranscript(
-  port: number,
+  endpoint: TranscriptEndpoint,
   script: string,
   options: TranscriptOptions = {},
 ): Promise<TranscriptResult> {
-  const peer = await TranscriptPeer.connect(port, options);
+  const peer = await TranscriptPeer.reach(endpoint, options);
   try {
     return await playTranscript(peer, script, options);
   } finally {

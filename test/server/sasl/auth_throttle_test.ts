@@ -6,19 +6,10 @@ import {
   DEFAULT_AUTH_THROTTLE_OPTIONS,
   throttleKeyForIp,
 } from "../../../src/server/sasl/auth_throttle.ts";
+import { ManualClock } from "../../../src/clock.ts";
 
-class FakeClock {
-  t = 1_000_000;
-  now(): number {
-    return this.t;
-  }
-  advance(ms: number): void {
-    this.t += ms;
-  }
-}
-
-function setup(options: AuthThrottleOptions = {}): { clock: FakeClock; th: AuthThrottle } {
-  const clock = new FakeClock();
+function setup(options: AuthThrottleOptions = {}): { clock: ManualClock; th: AuthThrottle } {
+  const clock = new ManualClock(1_000_000);
   return { clock, th: new AuthThrottle(clock, options) };
 }
 
@@ -212,7 +203,7 @@ describe("AuthThrottle options", () => {
   ];
   for (const [name, options] of bad) {
     test(`rejects ${name}`, () => {
-      assert.throws(() => new AuthThrottle(new FakeClock(), options), RangeError);
+      assert.throws(() => new AuthThrottle(new ManualClock(1_000_000), options), RangeError);
     });
   }
 });
