@@ -35,7 +35,7 @@ describe("intake: hostile inputs (PROTOCOL.md 7)", () => {
 
   it("#1 bare LF in a command: 500 5.5.2 and close, the rest never executed", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       String.raw`
       < 220 *
       >> EHLO client.test\nMAIL FROM:<a@remote.test>\r\n
@@ -48,7 +48,7 @@ describe("intake: hostile inputs (PROTOCOL.md 7)", () => {
   it("#1 bare CR in a command: 500 5.5.2 and close", async () => {
     const before = messageCount(relay);
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       String.raw`${OPEN}
       >> MAIL FROM:<a@remote.test>\rRCPT TO:<user@example.test>\r\n
       < 500 5.5.2 Error: bare <CR> received
@@ -72,7 +72,7 @@ describe("intake: hostile inputs (PROTOCOL.md 7)", () => {
       const before = messageCount(relay);
       const spoofBefore = allRecipients(relay).filter((r) => r.address === "victim@example.test").length;
       await runTranscript(
-        relay.smtpPort,
+        relay.smtp,
         String.raw`${OPEN}
         ${TX}
         >> From: a@remote.test\r\nSubject: legit\r\n\r\nhello${marker}MAIL FROM:<ceo@bank.test>\r\nRCPT TO:<victim@example.test>\r\nDATA\r\nFrom: ceo@bank.test\r\n\r\nspoofed\r\n.\r\n
@@ -96,7 +96,7 @@ describe("intake: hostile inputs (PROTOCOL.md 7)", () => {
   it("#2 bare LF inside an otherwise normal body is refused 550 5.6.0 (reject policy, not normalised)", async () => {
     const before = messageCount(relay);
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       String.raw`${OPEN}
       ${TX}
       >> Subject: x\r\n\r\nline one\nline two\r\n.\r\n
@@ -110,7 +110,7 @@ describe("intake: hostile inputs (PROTOCOL.md 7)", () => {
 
   it("#3 NUL in a command: 501 5.5.2 invalid characters, session continues", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       String.raw`
       < 220 *
       >> EHLO cli\x00ent.test\r\n
@@ -126,7 +126,7 @@ describe("intake: hostile inputs (PROTOCOL.md 7)", () => {
   it("#3 NUL in DATA: 554 5.6.0, nothing queued", async () => {
     const before = messageCount(relay);
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       String.raw`${OPEN}
       ${TX}
       >> Subject: nul\r\n\r\nbinary\x00here\r\n.\r\n
@@ -140,7 +140,7 @@ describe("intake: hostile inputs (PROTOCOL.md 7)", () => {
 
   it("#4 a long command line (over the limit, then CRLF): 500 5.5.2 line too long, session continues", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `${OPEN}
       > NOOP ${"x".repeat(5000)}
       < 500 5.5.2 Error: line too long
@@ -249,7 +249,7 @@ describe("intake: hostile inputs (PROTOCOL.md 7)", () => {
 
   it("#7 commands pipelined behind EHLO: 554 5.5.0 and close", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `
       < 220 *
       > EHLO client.test
@@ -263,7 +263,7 @@ describe("intake: hostile inputs (PROTOCOL.md 7)", () => {
   it("#7 message data pipelined behind DATA (before 354): 554 5.5.0, close, nothing queued", async () => {
     const before = messageCount(relay);
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `${OPEN}
       > MAIL FROM:<a@remote.test>
       < 250 *
@@ -281,7 +281,7 @@ describe("intake: hostile inputs (PROTOCOL.md 7)", () => {
 
   it("#9 STARTTLS when TLS is unavailable: 502 (not advertised)", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `${OPEN}
       > STARTTLS
       < 502 5.5.1 *
@@ -293,7 +293,7 @@ describe("intake: hostile inputs (PROTOCOL.md 7)", () => {
 
   it("#10 TLS ClientHello on the plaintext port: 221 2.7.0 and close", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       String.raw`
       < 220 *
       >> \x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\x00\x01\x02\x03
@@ -313,7 +313,7 @@ describe("intake: hostile inputs (PROTOCOL.md 7)", () => {
   ) {
     it(`#10 HTTP on the SMTP port (${request.split(" ")[0]}): 221 2.7.0 and close`, async () => {
       await runTranscript(
-        relay.smtpPort,
+        relay.smtp,
         `
         < 220 *
         > ${request}
@@ -330,7 +330,7 @@ describe("intake: hostile inputs (PROTOCOL.md 7)", () => {
       lines.push(`> RCPT TO:<guess${i}@strict.test>`, "< 550 5.1.1 *");
     }
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `${OPEN}
       > MAIL FROM:<a@remote.test>
       < 250 *
@@ -344,7 +344,7 @@ describe("intake: hostile inputs (PROTOCOL.md 7)", () => {
 
   it("#23 source route is accepted and stripped to the final mailbox", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `${OPEN}
       > MAIL FROM:<@relay1.test,@relay2.test:sender@remote.test>
       < 250 *
@@ -364,7 +364,7 @@ describe("intake: hostile inputs (PROTOCOL.md 7)", () => {
 
   it("#23 quoted local parts with @, quote, backslash and space are parsed and kept", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `${OPEN}
       > MAIL FROM:<"odd sender"@remote.test>
       < 250 *
@@ -392,7 +392,7 @@ describe("intake: hostile inputs (PROTOCOL.md 7)", () => {
   for (const local of ["user%other.net", "other.net!user", '"user@other.net"', '"a@b\\"c"']) {
     it(`routing syntax in the local part (${local}) is refused 550 5.7.1 by default`, async () => {
       await runTranscript(
-        relay.smtpPort,
+        relay.smtp,
         `${OPEN}
         > MAIL FROM:<s@remote.test>
         < 250 *
@@ -409,7 +409,7 @@ describe("intake: hostile inputs (PROTOCOL.md 7)", () => {
     relay.store.updateDomain("example.test", { allowRoutingSyntax: true });
     try {
       await runTranscript(
-        relay.smtpPort,
+        relay.smtp,
         `${OPEN}
         > MAIL FROM:<s@remote.test>
         < 250 *
@@ -435,7 +435,7 @@ describe("intake: hostile inputs (PROTOCOL.md 7)", () => {
 
   it("#23 <> in RCPT 501 5.1.3; missing angle brackets 501 5.5.4; path over 256 octets 501", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `${OPEN}
       > MAIL FROM:a@remote.test
       < 501 5.5.4 *
@@ -457,7 +457,7 @@ describe("intake: hostile inputs (PROTOCOL.md 7)", () => {
 
   it("#23 UTF-8 addresses without SMTPUTF8: 550 5.6.7 on MAIL, 553 5.6.7 on RCPT; accepted with it", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `${OPEN}
       > MAIL FROM:<jöran@remote.test>
       < 550 5.6.7 Must declare SMTPUTF8 to send unicode address
@@ -489,7 +489,7 @@ describe("intake: hostile inputs (PROTOCOL.md 7)", () => {
 
   it("#23 UTF-8 in a command before EHLO (no SMTPUTF8 advertised) is refused", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `
       < 220 *
       > HELO client.test
@@ -504,7 +504,7 @@ describe("intake: hostile inputs (PROTOCOL.md 7)", () => {
 
   it("#24 header injection via the EHLO name: sanitised into a comment of our Received line", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `
       < 220 *
       > EHLO evil.test)(by:x;Bcc:victim@example.test\\
@@ -533,7 +533,7 @@ describe("intake: hostile inputs (PROTOCOL.md 7)", () => {
     const name = "a".repeat(63) + "." + "b".repeat(63) + "." + "c".repeat(63) + "." + "d".repeat(63) +
       ".test";
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `
       < 220 *
       > EHLO ${name}
@@ -549,7 +549,7 @@ describe("intake: hostile inputs (PROTOCOL.md 7)", () => {
   });
 
   it("#25 junk-command loop: NOOP/RSET/VRFY beyond the junk limit gets 421 and close", async () => {
-    const peer = await TranscriptPeer.connect(relay.smtpPort);
+    const peer = await TranscriptPeer.open(relay.smtp);
     try {
       await peer.expect("220 *");
       await peer.sendLine("EHLO client.test");
@@ -573,7 +573,7 @@ describe("intake: hostile inputs needing their own relay", () => {
     const relay = await startTestRelay({ odmr: false, config: { smtpGreetingDelay: 300 } });
     try {
       await runTranscript(
-        relay.smtpPort,
+        relay.smtp,
         `
         > EHLO eager.test
         < 554 5.5.0 Error: SMTP protocol synchronization
@@ -582,7 +582,7 @@ describe("intake: hostile inputs needing their own relay", () => {
       );
       // A patient client still gets the greeting after the delay.
       await runTranscript(
-        relay.smtpPort,
+        relay.smtp,
         `
         < 220 mx.relay.test *
         > QUIT
@@ -599,7 +599,7 @@ describe("intake: hostile inputs needing their own relay", () => {
     const relay = await startTestRelay({ odmr: false, cert });
     try {
       await runTranscript(
-        relay.smtpPort,
+        relay.smtp,
         String.raw`
         < 220 *
         > EHLO client.test

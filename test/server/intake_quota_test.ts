@@ -13,7 +13,7 @@ test("RCPT to a domain over its quota gets 452 4.2.2; a declared SIZE that would
   try {
     relay.store.updateDomain("example.test", { quotaBytes: 1000 });
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `${OPEN}
       > MAIL FROM:<a@remote.test> SIZE=5000
       < 250 *

@@ -30,7 +30,7 @@ describe("intake: normal flows", () => {
 
   it("greets, answers EHLO with the exact keyword list (no STARTTLS without a cert) and QUIT", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `
       < 220 mx.relay.test ESMTP odmr-relay
       > EHLO client.test
@@ -51,7 +51,7 @@ describe("intake: normal flows", () => {
   it("accepts a message and queues it with the right recipient", async () => {
     const before = messageCount(relay);
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `${OPEN}
       > MAIL FROM:<sender@remote.test>
       < 250 2.1.0 Ok
@@ -80,7 +80,7 @@ describe("intake: normal flows", () => {
 
   it("HELO: single-line 250 and a message received WITH SMTP", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `
       < 220 *
       > HELO old.client.test
@@ -108,7 +108,7 @@ describe("intake: normal flows", () => {
 
   it("RSET, NOOP, VRFY 252, HELP 214 work before and after EHLO", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `
       < 220 *
       > NOOP
@@ -141,7 +141,7 @@ describe("intake: normal flows", () => {
 
   it("503 sequence errors keep the session in the same state", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `
       < 220 *
       > MAIL FROM:<a@remote.test>
@@ -174,7 +174,7 @@ describe("intake: normal flows", () => {
 
   it("unknown verbs get 500; ATRN, AUTH, ETRN, EXPN, BDAT on port 25 get 502", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `${OPEN}
       > ATRN example.test
       < 502 5.5.1 *
@@ -200,7 +200,7 @@ describe("intake: normal flows", () => {
 
   it("verbs, FROM:/TO: and domains are case-insensitive; local-part case is preserved", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `
       < 220 *
       > ehlo client.test
@@ -228,7 +228,7 @@ describe("intake: normal flows", () => {
 
   it("relay denied 550 5.7.1 for domains that are not hosted", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `${OPEN}
       > MAIL FROM:<a@remote.test>
       < 250 *
@@ -246,7 +246,7 @@ describe("intake: normal flows", () => {
 
   it("postmaster@ every hosted domain is accepted, also with a mailbox list; so is a bare <Postmaster>", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `${OPEN}
       > MAIL FROM:<a@remote.test>
       < 250 *
@@ -283,7 +283,7 @@ describe("intake: normal flows", () => {
 
   it("per-domain mailbox list: listed local parts accepted, others 550 5.1.1", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `${OPEN}
       > MAIL FROM:<a@remote.test>
       < 250 *
@@ -303,7 +303,7 @@ describe("intake: normal flows", () => {
 
   it("SIZE declared over the limit gets 552 5.3.4 at MAIL", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `${OPEN}
       > MAIL FROM:<a@remote.test> SIZE=999999999999
       < 552 5.3.4 *
@@ -317,7 +317,7 @@ describe("intake: normal flows", () => {
 
   it("DSN parameters are stored (ENVID, RET on the message; NOTIFY, ORCPT per recipient)", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `${OPEN}
       > MAIL FROM:<a@remote.test> RET=HDRS ENVID=QQ+2B314159
       < 250 *
@@ -350,7 +350,7 @@ describe("intake: normal flows", () => {
 
   it("bad DSN parameters: duplicate 501, bad NOTIFY 501, unknown 555", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `${OPEN}
       > MAIL FROM:<a@remote.test> RET=FULL RET=HDRS
       < 501 5.5.4 *
@@ -370,7 +370,7 @@ describe("intake: normal flows", () => {
 
   it("Received header: EHLO name, [IP], ESMTP, id; `for` only with exactly one recipient", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `${OPEN}
       > MAIL FROM:<a@remote.test>
       < 250 *
@@ -414,7 +414,7 @@ describe("intake: normal flows", () => {
       (_, i) => `      > Received: from hop${i}.test by hop${i + 1}.test; Tue, 3 Jun 2025 10:15:02 +0000`,
     ).join("\n");
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `${OPEN}
       > MAIL FROM:<a@remote.test>
       < 250 *
@@ -504,7 +504,7 @@ ${body}
 
   it("EHLO/HELO syntax: empty or multi-word argument gets 501", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `
       < 220 *
       > EHLO
@@ -529,7 +529,7 @@ ${body}
 
   it("EHLO resets an open transaction", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `${OPEN}
       > MAIL FROM:<a@remote.test>
       < 250 *
@@ -545,7 +545,7 @@ ${body}
 
   it("pipelined MAIL/RCPT/RCPT/DATA after EHLO are answered in order", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `${OPEN}
       > MAIL FROM:<a@remote.test>
       > RCPT TO:<p1@example.test>
@@ -598,7 +598,7 @@ ${body}
       0x0a,
       ...enc.encode(".\r\n"),
     ]);
-    const peer = await TranscriptPeer.connect(relay.smtpPort);
+    const peer = await TranscriptPeer.open(relay.smtp);
     try {
       await peer.expect("220 *");
       await peer.sendLine("EHLO client.test");
@@ -636,7 +636,7 @@ ${body}
 
   it("an empty message (DATA then the dot at once) is stored as our Received line only", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `${OPEN}
       > MAIL FROM:<a@remote.test>
       < 250 *
@@ -656,7 +656,7 @@ ${body}
 
   it("duplicate RCPT of the same address is stored once", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `${OPEN}
       > MAIL FROM:<a@remote.test>
       < 250 *
@@ -686,7 +686,7 @@ describe("intake: internationalized domains (IDNA)", () => {
 
   it("a U-label recipient matches its hosted A-label and is queued under the A-label", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `${OPEN}
       > MAIL FROM:<s@remote.test> SMTPUTF8
       < 250 *
@@ -709,7 +709,7 @@ describe("intake: internationalized domains (IDNA)", () => {
 
   it("look-alikes that UTS #46 would fold (Kelvin sign, fullwidth) and bad Punycode are refused", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `${OPEN}
       > MAIL FROM:<s@remote.test> SMTPUTF8
       < 250 *

@@ -118,7 +118,7 @@ describe("AUTH throttling", () => {
       assert.match(await attempt(relay.odmrPort, ip, "alice", `nope-${i}`), /^535 /);
     }
     const peers = await Promise.all(
-      Array.from({ length: 8 }, () => openOdmr(relay.odmrPort, { localAddress: ip })),
+      Array.from({ length: 8 }, () => openOdmr(relay.odmr, { localAddress: ip })),
     );
     try {
       const challenges = await Promise.all(peers.map(async (p) => {
@@ -286,13 +286,13 @@ describe("pre-AUTH deadline", () => {
   it("a connection that does not authenticate in time gets 421 4.7.0 and is closed", async () => {
     const relay = await startOdmrRelay({ config: { odmrPreAuthTimeout: 300 } });
     try {
-      const idle = await openOdmr(relay.odmrPort, { localAddress: "127.0.30.1" });
+      const idle = await openOdmr(relay.odmr, { localAddress: "127.0.30.1" });
       const started = Date.now();
       await idle.expect("421 4.7.0 *authentication time limit*");
       await idle.expectClose();
       assert.ok(Date.now() - started < 2000);
       // Authenticated sessions are not bound by it.
-      const customer = await openOdmr(relay.odmrPort, { localAddress: "127.0.30.2", user: "alice" });
+      const customer = await openOdmr(relay.odmr, { localAddress: "127.0.30.2", user: "alice" });
       await sleep(400);
       await customer.sendLine("NOOP");
       await customer.expect("250 *");
@@ -311,7 +311,7 @@ describe("ATRN polling flood", () => {
       const replies: string[] = [];
       // A bounded flood: 200 polls in 20 sessions of 10 (the session's error cap ends each one).
       for (let session = 0; session < 20; session++) {
-        const peer = await openOdmr(relay.odmrPort, { user: "alice" });
+        const peer = await openOdmr(relay.odmr, { user: "alice" });
         try {
           for (let i = 0; i < 10; i++) {
             await peer.sendLine("ATRN a.test");
@@ -333,7 +333,7 @@ describe("ATRN polling flood", () => {
       // The database did not grow with the flood (WAL pages reused; well under 1 MB).
       assert.ok(databaseBytes(relay) - walBefore < 1_000_000);
       // Another account is not affected.
-      const dave = await openOdmr(relay.odmrPort, { user: "dave" });
+      const dave = await openOdmr(relay.odmr, { user: "dave" });
       await dave.sendLine("ATRN other.test");
       await dave.expect("453 *");
       dave.close();

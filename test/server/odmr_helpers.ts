@@ -11,7 +11,7 @@ import type { QueueStore } from "../../src/queue/store.ts";
 import type { SeedAccount, TestRelay, TestRelayOptions } from "../support/relay.ts";
 import { startTestRelay } from "../support/relay.ts";
 import { bodyOf, incoming } from "../support/store.ts";
-import { playTranscript, TranscriptPeer } from "../support/transcript.ts";
+import { playTranscript, type TranscriptEndpoint, TranscriptPeer } from "../support/transcript.ts";
 
 /** alice owns example.test, a.test, b.test; dave owns other.test; eve is disabled. */
 export const ODMR_SEED: SeedAccount[] = [
@@ -56,7 +56,7 @@ export async function cramAuth(peer: TranscriptPeer, user: string, secret: strin
 
 /** Connects, reads the greeting, says EHLO (reading the whole reply), optionally AUTHs. */
 export async function openOdmr(
-  port: number,
+  endpoint: TranscriptEndpoint,
   options: {
     user?: string;
     secret?: string;
@@ -67,7 +67,7 @@ export async function openOdmr(
     localAddress?: string;
   } = {},
 ): Promise<TranscriptPeer> {
-  const peer = await TranscriptPeer.connect(port, {
+  const peer = await TranscriptPeer.reach(endpoint, {
     ...(options.implicitTls ? { implicitTls: true } : {}),
     ...(options.localAddress ? { localAddress: options.localAddress } : {}),
     ...(options.ca ? { ca: options.ca } : {}),

@@ -35,7 +35,7 @@ describe("odmr: EHLO and commands that are not here", () => {
 
   it("EHLO lists AUTH CRAM-MD5, ATRN, ENHANCEDSTATUSCODES; no STARTTLS without a cert, no PIPELINING/SIZE", async () => {
     await runTranscript(
-      relay.odmrPort,
+      relay.odmr,
       `${ODMR_GREETING}
       > EHLO customer.test
       < 250-mx.relay.test ODMR service ready
@@ -51,7 +51,7 @@ describe("odmr: EHLO and commands that are not here", () => {
 
   it("HELO, MAIL, RCPT, DATA, ETRN and TURN get 502", async () => {
     await runTranscript(
-      relay.odmrPort,
+      relay.odmr,
       `${ODMR_GREETING}
       > HELO customer.test
       < 502 5.5.1 *
@@ -80,7 +80,7 @@ describe("odmr: EHLO and commands that are not here", () => {
 
   it("ATRN before AUTH gets 530 5.7.0; AUTH before EHLO gets 503", async () => {
     await runTranscript(
-      relay.odmrPort,
+      relay.odmr,
       `${ODMR_GREETING}
       > AUTH CRAM-MD5
       < 503 5.5.1 *
@@ -99,7 +99,7 @@ describe("odmr: EHLO and commands that are not here", () => {
 
   it("ATRN on the intake port (25) gets 502 5.5.1", async () => {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `< 220 *
       > EHLO customer.test
       < 250-*
@@ -123,7 +123,7 @@ describe("odmr: AUTH", () => {
   after(() => relay.stop());
 
   it("CRAM-MD5 with the right secret succeeds (235 2.7.0); a second AUTH gets 503", async () => {
-    const peer = await openOdmr(relay.odmrPort);
+    const peer = await openOdmr(relay.odmr);
     try {
       assert.equal(await cramAuth(peer, "alice", "alice-secret"), "235 2.7.0 Authentication successful");
       await peer.sendLine("AUTH CRAM-MD5");
@@ -136,7 +136,7 @@ describe("odmr: AUTH", () => {
   it("wrong secret, unknown user and disabled account all get the same 535 5.7.8 line", async () => {
     const lines: string[] = [];
     for (const [user, secret] of [["alice", "wrong"], ["nobody", "x"], ["eve", "eve-secret"]] as const) {
-      const peer = await openOdmr(relay.odmrPort);
+      const peer = await openOdmr(relay.odmr);
       try {
         lines.push(await cramAuth(peer, user, secret));
       } finally {
@@ -149,7 +149,7 @@ describe("odmr: AUTH", () => {
 
   it("unknown mechanism 504 5.5.4; PLAIN and LOGIN without TLS 504 (encryption required)", async () => {
     await runTranscript(
-      relay.odmrPort,
+      relay.odmr,
       `${ODMR_GREETING}
       > EHLO customer.test
       < 250-*
@@ -168,7 +168,7 @@ describe("odmr: AUTH", () => {
 
   it("CRAM-MD5 with an initial response 501; '*' aborts 501; bad base64 501 5.5.2; over-long 500 5.5.6", async () => {
     await runTranscript(
-      relay.odmrPort,
+      relay.odmr,
       `${ODMR_GREETING}
       > EHLO customer.test
       < 250-*
@@ -196,7 +196,7 @@ describe("odmr: AUTH", () => {
   });
 
   it("a CRAM-MD5 response replayed on a new challenge gets 535 (challenges are single-use)", async () => {
-    const first = await openOdmr(relay.odmrPort);
+    const first = await openOdmr(relay.odmr);
     let response: string;
     try {
       await first.sendLine("AUTH CRAM-MD5");
@@ -207,7 +207,7 @@ describe("odmr: AUTH", () => {
     } finally {
       first.close();
     }
-    const second = await openOdmr(relay.odmrPort);
+    const second = await openOdmr(relay.odmr);
     try {
       await second.sendLine("AUTH CRAM-MD5");
       const challenge2 = await second.expect("334 *");
@@ -220,7 +220,7 @@ describe("odmr: AUTH", () => {
   });
 
   it("three failures in one session: 535, 535, then 421 4.7.0 and close", async () => {
-    const peer = await openOdmr(relay.odmrPort);
+    const peer = await openOdmr(relay.odmr);
     try {
       assert.match(await cramAuth(peer, "alice", "bad1"), /^535 5\.7\.8 /);
       assert.match(await cramAuth(peer, "alice", "bad2"), /^535 5\.7\.8 /);
@@ -233,7 +233,7 @@ describe("odmr: AUTH", () => {
 
   it("garbage CRAM-MD5 responses (no space, short digest) get the same 535 as a wrong secret", async () => {
     await runTranscript(
-      relay.odmrPort,
+      relay.odmr,
       `${ODMR_GREETING}
       > EHLO customer.test
       < 250-*
@@ -411,7 +411,7 @@ describe("odmr: ATRN replies", () => {
   });
 
   it("bytes pipelined after ATRN: 554 5.5.0 and close, nothing delivered", async () => {
-    const peer = await openOdmr(relay.odmrPort, { user: "alice" });
+    const peer = await openOdmr(relay.odmr, { user: "alice" });
     try {
       await peer.send("ATRN example.test\r\n220 customer.test ESMTP\r\n");
       await peer.expect("554 5.5.0 *");
@@ -425,7 +425,7 @@ describe("odmr: ATRN replies", () => {
 
   it("ATRN with spaces after commas is accepted (turns)", async () => {
     const before = relay.store.recentAtrnSessions(1)[0]?.id ?? 0;
-    const peer = await openOdmr(relay.odmrPort, { user: "alice" });
+    const peer = await openOdmr(relay.odmr, { user: "alice" });
     try {
       await peer.sendLine("ATRN example.test, a.test ,b.test");
       await peer.expect("250 2.0.0 OK now reversing the connection");
@@ -441,7 +441,7 @@ describe("odmr: ATRN replies", () => {
 
   it("bare ATRN means every domain of the account", async () => {
     const before = relay.store.recentAtrnSessions(1)[0]?.id ?? 0;
-    const peer = await openOdmr(relay.odmrPort, { user: "alice" });
+    const peer = await openOdmr(relay.odmr, { user: "alice" });
     try {
       await peer.sendLine("ATRN");
       await peer.expect("250 2.0.0 *");
@@ -455,7 +455,7 @@ describe("odmr: ATRN replies", () => {
   });
 
   it("ATRN answers with one line even when repeated after a refusal (state kept)", async () => {
-    const peer = await openOdmr(relay.odmrPort, { user: "dave" });
+    const peer = await openOdmr(relay.odmr, { user: "dave" });
     try {
       await peer.sendLine("ATRN example.test");
       await peer.expect("450 4.7.1 ATRN request refused");

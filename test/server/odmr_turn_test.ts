@@ -349,7 +349,7 @@ describe("odmr turn: one session per domain", () => {
     // The first customer greets and answers EHLO, then holds the session at MAIL.
     await playTranscript(first, `> 220 customer.test\n< EHLO *\n> 250 customer.test\n< MAIL FROM:*`);
 
-    const second = await openOdmr(r.odmrPort, { user: "alice" });
+    const second = await openOdmr(r.odmr, { user: "alice" });
     await second.sendLine("ATRN example.test");
     await second.expect("451 4.3.0 Unable to process ATRN request now");
     await second.sendLine("ATRN a.test,example.test");
@@ -367,10 +367,14 @@ describe("odmr turn: one session per domain", () => {
     await first.sendLine("250 2.1.0 Ok");
     const firstLog = await playCustomer2(first);
     assert.equal(firstLog, 2);
-    await waitFor(() => queuedAddresses(r).length === 0, "the first session to finish");
+    await waitFor(() => queuedAddresses(r).length === 0, "the first session to deliver everything");
+    await waitFor(
+      () => r.relay.state.activeOdmrSessions === 0,
+      "both sessions to end (their leases with them)",
+    );
 
     // After the first ends a new ATRN finds no mail, then only new mail.
-    const third = await openOdmr(r.odmrPort, { user: "alice" });
+    const third = await openOdmr(r.odmr, { user: "alice" });
     await third.sendLine("ATRN example.test");
     await third.expect("453 *");
     enqueue(r.store, ["new@example.test"], "Subject: new\r\n\r\nnew\r\n");

@@ -17,7 +17,7 @@ test("DATA cannot outlive the session cap by dripping one byte at a time", async
     config: { smtpSessionTimeout: 1500, smtpDataTimeout: 5000 },
   });
   try {
-    const peer = await TranscriptPeer.connect(relay.smtpPort);
+    const peer = await TranscriptPeer.open(relay.smtp);
     await playTranscript(
       peer,
       `${OPEN}\n> MAIL FROM:<a@remote.test>\n< 250 *\n> RCPT TO:<u@example.test>\n< 250 *\n> DATA\n< 354 *`,
@@ -40,7 +40,7 @@ test("invalid UTF-8 in RCPT is refused, not rewritten to U+FFFD", async () => {
   const relay = await startTestRelay({ odmr: false });
   try {
     await runTranscript(
-      relay.smtpPort,
+      relay.smtp,
       `${OPEN}
       > MAIL FROM:<a@remote.test> SMTPUTF8
       < 250 *
@@ -59,11 +59,11 @@ test("a locked account answers the right secret exactly like a wrong one (no ora
   const relay = await startOdmrRelay({ flags: { authMaxFailuresPerAccountIp: "3" } });
   try {
     for (let i = 0; i < 3; i++) {
-      const peer = await openOdmr(relay.odmrPort);
+      const peer = await openOdmr(relay.odmr);
       assert.match(await cramAuth(peer, "alice", "wrong-secret"), /^535 5\.7\.8 /);
       peer.close();
     }
-    const peer = await openOdmr(relay.odmrPort);
+    const peer = await openOdmr(relay.odmr);
     assert.match(await cramAuth(peer, "alice", "alice-secret"), /^535 5\.7\.8 /);
     peer.close();
   } finally {

@@ -67,8 +67,8 @@ export interface TestRelay {
   config: Config;
   /** The intake service: `runTranscript(relay.smtp, ...)` runs a transcript in memory, no socket. */
   smtp: SmtpService;
-  /** The plaintext ODMR service, in memory likewise (undefined when ODMR is off). */
-  odmr: SmtpService | undefined;
+  /** The plaintext ODMR service, in memory likewise (throws when this relay runs without ODMR). */
+  readonly odmr: SmtpService;
   /** Real bound ports; 0 when that listener is not running. */
   smtpPort: number;
   odmrPort: number;
@@ -147,7 +147,11 @@ export async function startTestRelay(
     relay,
     config,
     smtp: relay.services.find((s) => s.name === "smtp")!,
-    odmr: relay.services.find((s) => s.name === "odmr"),
+    get odmr() {
+      const service = relay.services.find((s) => s.name === "odmr");
+      if (!service) throw new Error("this test relay runs without ODMR");
+      return service;
+    },
     smtpPort: servicePort(relay, "smtp"),
     odmrPort: servicePort(relay, "odmr"),
     odmrsPort: servicePort(relay, "odmrs"),
