@@ -3,7 +3,7 @@
  * plus every SMTP smuggling variant of PROTOCOL.md 6. Real sockets, the real relay, real SQLite.
  */
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it, test } from "node:test";
 import { makeTestCert } from "../support/certs.ts";
 import { startTestRelay, type TestRelay } from "../support/relay.ts";
 import { runTranscript, TranscriptPeer } from "../support/transcript.ts";
@@ -647,4 +647,23 @@ describe("intake: hostile inputs needing their own relay", () => {
       await relay.stop();
     }
   });
+});
+
+test("invalid UTF-8 in RCPT is refused, not rewritten to U+FFFD", async () => {
+  const relay = await startTestRelay({ odmr: false });
+  try {
+    await runTranscript(
+      relay.smtp,
+      `${OPEN}
+      > MAIL FROM:<a@remote.test> SMTPUTF8
+      < 250 *
+      >> RCPT TO:<\\xff\\xc0\\x80@example.test>\\r\\n
+      < 501 5.5.2 *
+      > QUIT
+      < 221 *
+    `,
+    );
+  } finally {
+    await relay.stop();
+  }
 });

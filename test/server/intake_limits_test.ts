@@ -5,10 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
-import { describe, it } from "node:test";
+import { describe, it, test } from "node:test";
 import { databasePath, openDatabase } from "../../src/queue/db.ts";
 import { startTestRelay } from "../support/relay.ts";
-import { runTranscript, TranscriptPeer } from "../support/transcript.ts";
+import { playTranscript, runTranscript, TranscriptPeer } from "../support/transcript.ts";
 import { messageCount, OPEN, query } from "./intake_helpers.ts";
 
 /** Opens a greeted, EHLO'd session. */
@@ -298,4 +298,30 @@ ${big}
     peer.close();
     assert.equal(countMessagesIn(relay.dataDir), 0);
   });
+});
+
+test("DATA cannot outlive the session cap by dripping one byte at a time", async () => {
+  // Each byte arrives well within smtpDataTimeout, so only the session cap can end this.
+  const relay = await startTestRelay({
+    odmr: false,
+    config: { smtpSessionTimeout: 1500, smtpDataTimeout: 5000 },
+  });
+  try {
+    const peer = await TranscriptPeer.open(relay.smtp);
+    await playTranscript(
+      peer,
+      `${OPEN}\n> MAIL FROM:<a@remote.test>\n< 250 *\n> RCPT TO:<u@example.test>\n< 250 *\n> DATA\n< 354 *`,
+    );
+    let reply: string | null = null;
+    for (let i = 0; i < 40 && !peer.closed; i++) {
+      await peer.send(new TextEncoder().encode("x"), "x").catch(() => {});
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    reply = await peer.readLine(2000).catch(() => null);
+    assert.match(reply ?? "", /^421 4\.4\.2 /, "the session cap ends the drip with 421");
+    assert.equal(messageCount(relay), 0);
+    peer.close();
+  } finally {
+    await relay.stop();
+  }
 });

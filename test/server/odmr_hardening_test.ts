@@ -7,15 +7,16 @@
  * - the pre-AUTH deadline frees slots held by strangers;
  * - an ATRN flood is rate-limited and leaves the database small.
  */
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it, test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
 import { statSync } from "node:fs";
 import { join } from "node:path";
 import { makeTestCert } from "../support/certs.ts";
-import type { TestRelay } from "../support/relay.ts";
+import { startTestRelay, type TestRelay } from "../support/relay.ts";
 import type { TranscriptPeer } from "../support/transcript.ts";
 import {
+  cramAuth,
   cramResponse,
   enqueue,
   openOdmr,
@@ -379,3 +380,44 @@ function startTestRelayWithLimits(flags: Record<string, string>): Promise<TestRe
     { username: "eve2", password: "eve2-secret", domains: ["eve2.test"] },
   ]);
 }
+
+test("a locked account answers the right secret exactly like a wrong one (no oracle)", async () => {
+  const relay = await startOdmrRelay({ flags: { authMaxFailuresPerAccountIp: "3" } });
+  try {
+    for (let i = 0; i < 3; i++) {
+      const peer = await openOdmr(relay.odmr);
+      assert.match(await cramAuth(peer, "alice", "wrong-secret"), /^535 5\.7\.8 /);
+      peer.close();
+    }
+    const peer = await openOdmr(relay.odmr);
+    assert.match(await cramAuth(peer, "alice", "alice-secret"), /^535 5\.7\.8 /);
+    peer.close();
+  } finally {
+    await relay.stop();
+  }
+});
+
+test("implicit-TLS handshakes count against the connection limit", async () => {
+  const cert = makeTestCert();
+  const relay = await startTestRelay({ cert, config: { odmrMaxConnections: 2, odmrMaxConnectionsPerIp: 2 } });
+  const sockets: net.Socket[] = [];
+  try {
+    const closed: Promise<void>[] = [];
+    for (let i = 0; i < 6; i++) {
+      const s = net.connect({ host: "127.0.0.1", port: relay.odmrsPort });
+      s.on("error", () => {});
+      sockets.push(s);
+      closed.push(new Promise((resolve) => s.once("close", () => resolve())));
+      await new Promise((r) => s.once("connect", r));
+    }
+    // Never sending a ClientHello: the first two wait in their handshake, the others are closed.
+    const settled = await Promise.race([
+      Promise.all(closed.slice(2)).then(() => "closed"),
+      sleep(5000).then(() => "still open"),
+    ]);
+    assert.equal(settled, "closed");
+  } finally {
+    for (const s of sockets) s.destroy();
+    await relay.stop();
+  }
+});

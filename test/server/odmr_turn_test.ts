@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import type { TLSSocket } from "node:tls";
-import { afterEach, describe, it } from "node:test";
+import { afterEach, describe, it, test } from "node:test";
 import type { Config } from "../../src/config/fields.ts";
 import { makeTestCert } from "../support/certs.ts";
 import type { TestRelay } from "../support/relay.ts";
@@ -420,3 +420,26 @@ async function playCustomer2(peer: Awaited<ReturnType<typeof openOdmr>>): Promis
     } else await peer.sendLine("250 Ok");
   }
 }
+
+test("a customer that resets the connection right after ATRN does not keep its domains busy", async () => {
+  const relay = await startOdmrRelay();
+  try {
+    enqueue(relay.store, ["u@example.test"], "Subject: x\r\n\r\nbody\r\n");
+    const first = await openOdmr(relay.odmrPort, { user: "alice" });
+    await first.sendLine("ATRN example.test");
+    first.socket.resetAndDestroy();
+    // The lease must be released (either the 250 failed to go out, or the delivery saw the drop).
+    let answer = "";
+    for (let attempt = 0; attempt < 40; attempt++) {
+      const peer = await openOdmr(relay.odmrPort, { user: "alice" });
+      await peer.sendLine("ATRN example.test");
+      answer = (await peer.readLine()) ?? "";
+      peer.close();
+      if (!answer.startsWith("451")) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.match(answer, /^250 /, "the domain is free again");
+  } finally {
+    await relay.stop();
+  }
+});
