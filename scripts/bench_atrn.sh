@@ -12,6 +12,8 @@
 # Then the Postfix anchor in the same run (needs root): setup_postfix_anchor.sh hold, drain_bench.py
 # --postfix, postfix stop. SKIP_POSTFIX=1 skips it; MODES="auto" limits the modes.
 # Prints a markdown table with msgs/s and ratios to Postfix. Everything bounded by counts and timeouts.
+# RELAY_BIN=dist/odmr-relay runs the compiled binary (relay and pull) instead of the source;
+# RESULTS_FILE=path also writes the medians as key=value lines (for scripts/bench/main.ts).
 set -euo pipefail
 N=${1:-2000}
 FN=${2:-300}
@@ -20,6 +22,7 @@ MODES=${MODES:-"auto always never"}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHARED=${SHARED:-$ROOT/../shared/bench}
 BUN=$ROOT/node_modules/.bin/bun
+RELAY=${RELAY_BIN:-"$BUN $ROOT/src/main.ts"}
 WORK=$(mktemp -d /tmp/bench_atrn.XXXXXX)
 RELAY_PID=""
 cleanup() {
@@ -37,9 +40,9 @@ start_relay() { # MODE
   DATA=$WORK/data-$mode
   SMTP_PORT=$(freeport); ODMR_PORT=$(freeport)
   mkdir -p "$DATA"
-  printf 'bench-secret\n' | "$BUN" "$ROOT/src/main.ts" user add bench --password-stdin --data-dir "$DATA" >/dev/null
-  "$BUN" "$ROOT/src/main.ts" domain add example.test --user bench --data-dir "$DATA" >/dev/null
-  "$BUN" "$ROOT/src/main.ts" serve --data-dir "$DATA" --smtp-listen "127.0.0.1:$SMTP_PORT" \
+  printf 'bench-secret\n' | $RELAY user add bench --password-stdin --data-dir "$DATA" >/dev/null
+  $RELAY domain add example.test --user bench --data-dir "$DATA" >/dev/null
+  $RELAY serve --data-dir "$DATA" --smtp-listen "127.0.0.1:$SMTP_PORT" \
     --odmr-listen "127.0.0.1:$ODMR_PORT" --odmrs-listen off --http-listen off --hostname relay.bench.test \
     --atrn-pipelining "$mode" --smtp-min-free-space 0 --log-level warn >"$WORK/relay-$mode.log" 2>&1 &
   RELAY_PID=$!
@@ -70,7 +73,7 @@ for mode in $MODES; do
   start_relay "$mode"
   SINK=$(freeport)
   RES[pull-$mode]=$(drain "pull-$mode" "$N" \
-    "printf 'bench-secret' | $BUN $ROOT/src/main.ts pull --server 127.0.0.1:$ODMR_PORT --user bench --domains example.test --password-stdin --smtp 127.0.0.1:$SINK --helo customer.bench.test --log-level warn" "$SINK")
+    "printf 'bench-secret' | $RELAY pull --server 127.0.0.1:$ODMR_PORT --user bench --domains example.test --password-stdin --tls none --smtp 127.0.0.1:$SINK --helo customer.bench.test --log-level warn" "$SINK")
   SINK=$(freeport)
   RES[fetchmail-$mode]=$(drain "fetchmail-$mode" "$FN" \
     "WORK=$WORK/fm TIMEOUT=60 $SHARED/odmr_customer.sh 127.0.0.1 $ODMR_PORT bench bench-secret example.test 127.0.0.1 $SINK" "$SINK")
@@ -88,6 +91,11 @@ if [ "${SKIP_POSTFIX:-0}" != 1 ]; then
   postfix stop >/dev/null 2>&1 || true
 fi
 
+if [ -n "${RESULTS_FILE:-}" ]; then
+  : >"$RESULTS_FILE"
+  for key in "${!RES[@]}"; do echo "$key=${RES[$key]}" >>"$RESULTS_FILE"; done
+  echo "postfix=$PF" >>"$RESULTS_FILE"
+fi
 ratio() { [ -n "$PF" ] && [ "$1" != fail ] && python3 -c "print(f'{$1/$PF:.2f}x')" || echo "-"; }
 echo
 echo "| path (1 KB msgs, one ATRN session) | pipelining | msgs | msg/s (median of $RUNS) | vs Postfix |"

@@ -7,7 +7,8 @@
 #   scripts/bench_intake.sh                      # 1 KB and 100 KB x 1/10/50 sessions x 3 runs
 #   RUNS=1 COUNT=2000 scripts/bench_intake.sh    # quick pass
 #   env: RUNS=3 COUNT= (harness default: 5000 <=10KB, 2000 larger) SIZES=1024,102400 SESSIONS=1,10,50
-#        RUNTIME=bun|deno  SKIP_POSTFIX=1  OUT=/tmp/benchwork/intake-<date>
+#        RUNTIME=bun|deno  RELAY_BIN=dist/odmr-relay (the compiled binary instead of the source)
+#        SKIP_POSTFIX=1  OUT=/tmp/benchwork/intake-<date>
 #
 # Needs: python3, sqlite3, postfix (smtp-source, and the anchor: run as root). Loopback only.
 # Leaves: Postfix stopped (postfix stop), the relay stopped, CSVs and the table in $OUT.
@@ -27,7 +28,9 @@ for tool in python3 sqlite3; do command -v "$tool" >/dev/null || { echo "bench_i
 WORKDIR=$(mktemp -d /tmp/odmr-bench-XXXXXX)
 DATA="$WORKDIR/data"
 BIN="$ROOT/node_modules/.bin/$RUNTIME"
-if [ "$RUNTIME" = deno ]; then CLI=("$BIN" run -A "$ROOT/src/main.ts"); else CLI=("$BIN" "$ROOT/src/main.ts"); fi
+if [ -n "${RELAY_BIN:-}" ]; then CLI=("$RELAY_BIN")
+elif [ "$RUNTIME" = deno ]; then CLI=("$BIN" run -A "$ROOT/src/main.ts")
+else CLI=("$BIN" "$ROOT/src/main.ts"); fi
 RELAY_PID=""
 POSTFIX_STARTED=0
 cleanup() {

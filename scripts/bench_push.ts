@@ -15,13 +15,13 @@ import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
+import { relayCommand } from "./bench/relay_process.ts";
 
 const SMTP_SINK = "/usr/sbin/smtp-sink";
 const count = Math.min(Math.max(1, Number(process.argv[2] ?? 20) || 20), 10_000);
 const gapMs = Math.min(Math.max(0, Number(process.argv[3] ?? 200) || 200), 60_000);
-const root = new URL("..", import.meta.url).pathname;
-const bun = join(root, "node_modules/.bin/bun");
-const main = join(root, "src/main.ts");
+// RELAY_BIN=dist/odmr-relay runs the compiled binary (relay and pull) instead of Bun on the source.
+const [relayCmd, ...relayPre] = relayCommand(process.env.RELAY_BIN || undefined);
 const SECRET = "push-bench-secret-0123456789";
 
 if (!existsSync(SMTP_SINK)) {
@@ -102,7 +102,7 @@ const children: ChildProcess[] = [];
 try {
   const [smtp, odmr, http, sinkPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
   const cli = (args: string[], input?: string) => {
-    const r = spawnSync(bun, [main, ...args, "--data-dir", dataDir], { input, encoding: "utf8" });
+    const r = spawnSync(relayCmd, [...relayPre, ...args, "--data-dir", dataDir], { input, encoding: "utf8" });
     if (r.status !== 0) throw new Error(`${args.join(" ")}: ${r.stderr}`);
   };
   cli(["user", "add", "bench", "--password-stdin"], SECRET);
@@ -113,8 +113,8 @@ try {
   children.push(
     spawn(SMTP_SINK, ["-d", join(dumps, "%M."), ...asUser, `127.0.0.1:${sinkPort}`, "100"], quiet),
   );
-  children.push(spawn(bun, [
-    main,
+  children.push(spawn(relayCmd, [
+    ...relayPre,
     "serve",
     "--data-dir",
     dataDir,
@@ -147,8 +147,8 @@ try {
       return false;
     }
   }, 30_000);
-  children.push(spawn(bun, [
-    main,
+  children.push(spawn(relayCmd, [
+    ...relayPre,
     "pull",
     "--server",
     `127.0.0.1:${odmr}`,
@@ -199,7 +199,9 @@ try {
   const max = latencies.at(-1)!;
   console.log(
     `push latency over ${count} messages, ${gapMs} ms apart: median ${median.toFixed(1)} ms, ` +
-      `max ${max.toFixed(1)} ms (intake 250 -> smtp-sink dump; relay and pull on Bun)`,
+      `max ${max.toFixed(1)} ms (intake 250 -> smtp-sink dump; relay and pull ${
+        process.env.RELAY_BIN ? "binary" : "on Bun"
+      })`,
   );
 } finally {
   for (const child of children) child.kill("SIGTERM");

@@ -52,3 +52,39 @@ export function choosePipelining(mode: PipeliningMode, evidence: PipeliningEvide
   }
   return { pipelining: true, reason: "customer answers whole replies at once" };
 }
+
+/**
+ * A reply to a pipelined command that was not yet buffered and took at least this long to arrive (after
+ * the reply before it) is "paced". A prompt customer that writes each reply with its own write, with
+ * Nagle's algorithm on its socket, holds every reply after the first until our delayed ACK (about 40 ms
+ * on Linux): about 40 ms per message, where stop-and-wait costs one round trip per command.
+ */
+export const PACED_REPLY_GAP_MS = 20;
+/** Consecutive pipelined groups with a paced reply before `auto` falls back to stop-and-wait. */
+export const PACED_GROUPS_BEFORE_FALLBACK = 3;
+
+/**
+ * Watches the replies to each pipelined group (RFC 2920 3.1: MAIL, RCPTs, DATA) in `auto` mode and says
+ * when to stop pipelining for the rest of the session: after {@linkcode PACED_GROUPS_BEFORE_FALLBACK}
+ * groups in a row each had a reply paced by {@linkcode PACED_REPLY_GAP_MS} or more. Pure: it is told the
+ * slowest gap of each group.
+ */
+export class PacedReplyDetector {
+  #pacedInARow = 0;
+
+  constructor(
+    readonly gapMs: number = PACED_REPLY_GAP_MS,
+    readonly groups: number = PACED_GROUPS_BEFORE_FALLBACK,
+  ) {}
+
+  /** One pipelined group was read; `slowestGapMs` is the longest wait for a reply that was not buffered. */
+  observe(slowestGapMs: number): boolean {
+    this.#pacedInARow = slowestGapMs >= this.gapMs ? this.#pacedInARow + 1 : 0;
+    return this.#pacedInARow >= this.groups;
+  }
+}
+
+/** The reason logged when {@linkcode PacedReplyDetector} ends pipelining. */
+export const PACED_FALLBACK_REASON =
+  "replies to pipelined commands arrive one write at a time (Nagle on the " +
+  "customer's side): stop-and-wait is faster";

@@ -42,7 +42,13 @@ import { sanitizeHelloName } from "./commands.ts";
 import { DeliveryAbort, toAbort } from "./errors.ts";
 import { refuseLocally } from "./local_policy.ts";
 import { describeReply, MessageOutcomes, type MessageResult } from "./outcome.ts";
-import { choosePipelining, type PipeliningDecision, type PipeliningMode } from "./pipelining.ts";
+import {
+  choosePipelining,
+  PACED_FALLBACK_REASON,
+  PacedReplyDetector,
+  type PipeliningDecision,
+  type PipeliningMode,
+} from "./pipelining.ts";
 import {
   type BodyOpener,
   type ClientTimeouts,
@@ -109,6 +115,7 @@ export class SmtpClient {
   /** Set by `abort()` from outside (session timer, cancel): explains the ConnectionClosedError that follows. */
   #externalAbort: DeliveryAbort | null = null;
   readonly #link: TransactionLink;
+  readonly #paced = new PacedReplyDetector();
 
   /** Wraps a connection that is already connected (after the ATRN turn). */
   constructor(conn: Connection, options: SmtpClientOptions) {
@@ -382,6 +389,13 @@ export class SmtpClient {
           beforeTerminator: () => this.#trace(">", "<content> ."),
         }),
       trace: (line) => this.#trace(">", line),
+      now: this.#clock,
+      hasBufferedReply: () => this.#conn.hasBufferedInput(),
+      pipelinedGroupRead: (slowestGapMs) => {
+        if (this.#mode !== "auto" || !this.#paced.observe(slowestGapMs)) return;
+        this.pipeliningDecision = { pipelining: false, reason: PACED_FALLBACK_REASON };
+        this.#log?.info("pipelining off", { why: PACED_FALLBACK_REASON, gapMs: Math.round(slowestGapMs) });
+      },
     };
   }
 

@@ -65,6 +65,12 @@ export interface TransactionLink {
   writeBody(body: AsyncIterator<Uint8Array>, first: IteratorResult<Uint8Array>): Promise<void>;
   /** Wire trace of what is sent. */
   trace(line: string): void;
+  /** Monotonic milliseconds (for the pacing of pipelined replies). */
+  now(): number;
+  /** Whether reply bytes are already buffered (read without waiting). */
+  hasBufferedReply(): boolean;
+  /** A pipelined group's replies were read; the longest wait for one that was not yet buffered. */
+  pipelinedGroupRead(slowestGapMs: number): void;
 }
 
 /**
@@ -123,9 +129,22 @@ async function exchange(
     writing.catch(() => {});
     // RFC 2920 3.1: replies are matched to commands by COUNT, never by code or text.
     mailReply = await link.readReply(t.commandMs, "MAIL");
-    for (let i = 0; i < rcpts.length; i++) rcptReplies.push(await link.readReply(t.commandMs, "RCPT"));
-    dataReply = await link.readReply(t.dataInitMs, "DATA");
+    // How the replies after the first arrive tells a customer that writes them one at a time under
+    // Nagle (src/client/pipelining.ts, PacedReplyDetector).
+    let slowestGapMs = 0;
+    const paced = async (read: () => Promise<Received>) => {
+      const buffered = link.hasBufferedReply();
+      const started = link.now();
+      const reply = await read();
+      if (!buffered) slowestGapMs = Math.max(slowestGapMs, link.now() - started);
+      return reply;
+    };
+    for (let i = 0; i < rcpts.length; i++) {
+      rcptReplies.push(await paced(() => link.readReply(t.commandMs, "RCPT")));
+    }
+    dataReply = await paced(() => link.readReply(t.dataInitMs, "DATA"));
     await writing;
+    link.pipelinedGroupRead(slowestGapMs);
   } else {
     mailReply = await link.command(mail, t.commandMs, "MAIL");
     if (isPositive(mailReply)) {

@@ -1,7 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { deliverQueued } from "../../src/client/deliver_session.ts";
-import { choosePipelining } from "../../src/client/pipelining.ts";
+import { choosePipelining, PacedReplyDetector } from "../../src/client/pipelining.ts";
 import { type ClientTimeouts, SmtpClient } from "../../src/client/smtp_client.ts";
 import { type FakeScript, startFakeCustomer } from "../support/fake_customer.ts";
 import { customerStore, DOMAIN, enqueue, queueState, testConfig, textBody } from "./_helpers.ts";
@@ -182,5 +182,63 @@ describe("pipelined transactions (RFC 2920)", () => {
     } finally {
       await fake.close();
     }
+  });
+});
+
+describe("PacedReplyDetector", () => {
+  test("falls back after three paced groups in a row; a prompt group resets the count", () => {
+    const d = new PacedReplyDetector(20, 3);
+    assert.equal(d.observe(40), false);
+    assert.equal(d.observe(40), false);
+    assert.equal(d.observe(0), false, "a prompt group starts the count again");
+    assert.equal(d.observe(40), false);
+    assert.equal(d.observe(25), false);
+    assert.equal(d.observe(41), true);
+  });
+});
+
+describe("auto mode against a customer that paces its replies (one write each, Nagle)", () => {
+  /** RCPT and DATA answered 40 ms after the command before, as Nagle holds each write for our ACK. */
+  const paced: FakeScript = {
+    respond: (line) => {
+      if (line.startsWith("RCPT")) return { kind: "delay", ms: 40, reply: "250 2.1.5 Ok" };
+      if (line === "DATA") return { kind: "delay", ms: 40, reply: "354 go ahead" };
+      return undefined;
+    },
+  };
+
+  async function drain(mode: "auto" | "always") {
+    const store = customerStore();
+    for (let i = 0; i < 6; i++) enqueue(store, [`u${i}@example.test`], textBody(`m${i}`));
+    const fake = await startFakeCustomer(paced);
+    try {
+      const { conn, session } = await fake.connect();
+      const result = await deliverQueued({
+        conn,
+        store,
+        domains: [DOMAIN],
+        hostname: "relay.test",
+        config: testConfig({ atrnPipelining: mode }),
+      });
+      // Which reads carried a MAIL command together with its RCPT (a pipelined group).
+      const grouped = session.reads.filter((r) => r.some((l) => l.startsWith("MAIL"))).map((r) =>
+        r.length > 1
+      );
+      return { result, grouped };
+    } finally {
+      await fake.close();
+    }
+  }
+
+  test("auto pipelines the first three messages, then sends one command at a time; all are delivered", async () => {
+    const { result, grouped } = await drain("auto");
+    assert.equal(result.delivered, 6);
+    assert.deepEqual(grouped, [true, true, true, false, false, false]);
+  });
+
+  test("always keeps pipelining", async () => {
+    const { result, grouped } = await drain("always");
+    assert.equal(result.delivered, 6);
+    assert.deepEqual(grouped, [true, true, true, true, true, true]);
   });
 });

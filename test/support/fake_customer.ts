@@ -230,8 +230,14 @@ function serve(socket: net.Socket, script: FakeScript): FakeSession {
       session.rcpts = [];
     }
     const reply = script.respond?.(line, session) ?? defaultReply(line);
-    if (verb === "RCPT" && typeof reply === "string" && reply.startsWith("2")) session.rcpts.push(line);
-    if (verb === "DATA" && typeof reply === "string" && reply.startsWith("354")) {
+    // A delayed reply counts as the reply it delays.
+    const text = typeof reply === "string"
+      ? reply
+      : reply.kind === "delay" && typeof reply.reply === "string"
+      ? reply.reply
+      : null;
+    if (verb === "RCPT" && text?.startsWith("2")) session.rcpts.push(line);
+    if (verb === "DATA" && text?.startsWith("354")) {
       inData = true;
       dataParts = [];
       dataBytes = 0;
