@@ -67,7 +67,9 @@ export interface RelayOptions {
 /** Starts every configured listener. */
 export async function startRelay(config: Config, logger: Logger, options: RelayOptions = {}): Promise<Relay> {
   const clock = options.clock ?? systemClock;
-  const { store, staleSpoolFiles } = openServingStore(config.dataDir, clock);
+  const { store, staleSpoolFiles } = openServingStore(config.dataDir, clock, {
+    cacheBytes: config.queueCacheSize,
+  });
   assertWritable(store, clock);
   store.postmasterQuotaBytes = config.postmasterMailboxQuota;
   if (staleSpoolFiles > 0) {

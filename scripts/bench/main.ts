@@ -163,8 +163,10 @@ rows.push(["RSS idle", mib(footprint.rssIdle), "-", "-", "< 48 MiB"]);
 rows.push(["RSS with 1,000 idle connections", mib(footprint.rssIdle1000), "-", "-", "< 96 MiB"]);
 rows.push(["RSS peak while receiving one 50 MB message", mib(footprint.rssPeak50MB), "-", "-", ""]);
 rows.push([
-  `RSS after load round 1 / round ${footprint.rounds}`,
-  `${mib(footprint.rssAfterFirstRound)} / ${mib(footprint.rssAfterLastRound)}`,
+  `RSS after ${footprint.rounds} load rounds: median of the first / second half (max)`,
+  `${mib(footprint.rssRoundsFirstHalf)} / ${mib(footprint.rssRoundsSecondHalf)} (${
+    mib(footprint.rssRoundsMax)
+  })`,
   "-",
   "-",
   "no growth",

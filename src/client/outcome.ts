@@ -86,7 +86,8 @@ export class MessageOutcomes {
           code: abort?.code ?? Code451LocalError,
           text: clip(abort?.text ?? "4.4.2 Not attempted"),
         };
-      if (o.result === "delivered") delivered++;
+      // "relayed" is a delivery too (src/client/types.ts).
+      if (o.result === "delivered" || o.result === "relayed") delivered++;
       else if (o.result === "deferred") deferred++;
       else failed++;
       return o;

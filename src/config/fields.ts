@@ -263,6 +263,11 @@ export const CONFIG_FIELDS = {
   // General
   hostname: text(osHostname(), "Name used in greetings, Received headers, DSNs and CRAM-MD5 challenges"),
   dataDir: text("./data", "Directory for the queue database and spool files (created when missing)"),
+  queueCacheSize: size(
+    "16MiB",
+    1024 * 1024,
+    "SQLite page cache of the serving relay's queue; keeps /status and ATRN flat as the queue grows",
+  ),
   logFormat: choice(["logfmt", "json"] as const, "logfmt", "Log line format on stderr"),
   logLevel: choice(["error", "warn", "info", "debug", "trace"] as const, "info", "Lowest level logged"),
   logWire: flag(false, "Log every SMTP line at level trace (AUTH and DATA content redacted)"),

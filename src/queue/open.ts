@@ -1,20 +1,21 @@
 /** Opens the queue under a data directory: for the serving relay and for admin commands. */
 import type { Clock } from "../clock.ts";
-import { databasePath, openDatabase } from "./db.ts";
+import { databasePath, openDatabase, type OpenOptions } from "./db.ts";
 import { cleanSpoolDir } from "./spool.ts";
 import { QueueStore } from "./store.ts";
 
 /** Opens (creating and migrating when needed) the store under `dataDir`. */
-export function openStore(dataDir: string, clock?: Clock): QueueStore {
-  return new QueueStore(openDatabase(databasePath(dataDir)), clock);
+export function openStore(dataDir: string, clock?: Clock, options: OpenOptions = {}): QueueStore {
+  return new QueueStore(openDatabase(databasePath(dataDir), options), clock);
 }
 
 /** Opens the store for the serving process: also clears spool files a crash left behind. */
 export function openServingStore(
   dataDir: string,
   clock?: Clock,
+  options: OpenOptions = {},
 ): { store: QueueStore; staleSpoolFiles: number } {
-  const store = openStore(dataDir, clock);
+  const store = openStore(dataDir, clock, options);
   return { store, staleSpoolFiles: cleanSpoolDir(spoolDir(dataDir)) };
 }
 

@@ -8,6 +8,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { setImmediate } from "node:timers";
 import { DeliveryAbort } from "../../src/client/errors.ts";
+import { PACED_FALLBACK_REASON } from "../../src/client/pipelining.ts";
 import {
   type BodyOpener,
   type ClientTimeouts,
@@ -492,7 +493,13 @@ describe("SmtpClient.sendMessage: what goes on the wire", () => {
           "RCPT TO:<c@example.test>\r\nDATA\r\n",
       );
       // Texts that name the wrong command: only the order counts (RFC 2920 3.1).
-      await server.send("250 recipient ok", "550 5.1.1 sender ok", "250 data ok", "354 rcpt ok");
+      await server.send(
+        "250 recipient ok",
+        "250 sender ok",
+        "550 5.1.1 data ok",
+        "250 mail ok",
+        "354 rcpt ok",
+      );
       assert.equal(await server.content(), `${CONTENT}.\r\n`);
       await server.send("250 2.0.0 queued");
     });
@@ -576,6 +583,78 @@ describe("SmtpClient.sendMessage: what goes on the wire", () => {
     assert.match(trace, /<content> \./);
     assert.ok(!trace.includes("top secret"), "content must not be traced");
     assert.ok(!trace.includes(btoa("\0user\0s3cret")), "credentials must not be traced");
+  });
+});
+
+describe("SmtpClient: replies to pipelined groups that arrive one write at a time", () => {
+  /** Serves one pipelined message whose RCPT and DATA replies each come `gapMs` after the one before. */
+  async function pacedGroup(server: Server, clock: { ms: number }, gapMs: number): Promise<void> {
+    assert.equal(
+      await server.chunk(),
+      "MAIL FROM:<sender@origin.test>\r\nRCPT TO:<a@example.test>\r\nDATA\r\n",
+    );
+    await server.send("250 ok");
+    for (const reply of ["250 ok", "354 go"]) {
+      await settle();
+      clock.ms += gapMs;
+      await server.send(reply);
+    }
+    await server.content();
+    await server.send("250 ok");
+  }
+
+  test("auto: three paced groups in a row, then one command at a time", async () => {
+    const clock = { ms: 0 };
+    const { client, server } = await ready(["PIPELINING"], { monotonicNow: () => clock.ms });
+    for (let i = 0; i < 3; i++) {
+      assert.equal(client.pipelining, true, `still pipelining before message ${i + 1}`);
+      const result = await converse(
+        client.sendMessage(message(["a@example.test"]), body(CONTENT)),
+        server,
+        () => pacedGroup(server, clock, 25),
+      );
+      assert.equal(result.delivered, 1);
+    }
+    assert.deepEqual(client.pipeliningDecision, { pipelining: false, reason: PACED_FALLBACK_REASON });
+    await converse(client.sendMessage(message(["a@example.test"]), body(CONTENT)), server, async () => {
+      assert.equal(await server.chunk(), "MAIL FROM:<sender@origin.test>\r\n");
+      await server.send("250 ok");
+      assert.equal(await server.chunk(), "RCPT TO:<a@example.test>\r\n");
+      await server.send("250 ok");
+      assert.equal(await server.chunk(), "DATA\r\n");
+      await server.send("354 go");
+      await server.content();
+      await server.send("250 ok");
+    });
+  });
+
+  test("auto: a prompt group in between starts the count again", async () => {
+    const clock = { ms: 0 };
+    const { client, server } = await ready(["PIPELINING"], { monotonicNow: () => clock.ms });
+    for (const gap of [25, 25, 0, 25, 25]) {
+      await converse(
+        client.sendMessage(message(["a@example.test"]), body(CONTENT)),
+        server,
+        () => pacedGroup(server, clock, gap),
+      );
+    }
+    assert.equal(client.pipelining, true);
+  });
+
+  test("always: pipelining is kept however the replies arrive", async () => {
+    const clock = { ms: 0 };
+    const { client, server } = await ready(["PIPELINING"], {
+      monotonicNow: () => clock.ms,
+      pipelining: "always",
+    });
+    for (let i = 0; i < 4; i++) {
+      await converse(
+        client.sendMessage(message(["a@example.test"]), body(CONTENT)),
+        server,
+        () => pacedGroup(server, clock, 50),
+      );
+    }
+    assert.equal(client.pipelining, true);
   });
 });
 
