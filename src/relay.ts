@@ -191,13 +191,13 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
         bound: true,
       });
     }
-    const throttle = new AuthThrottle(systemClock, {
+    const throttle = new AuthThrottle(clock, {
       windowMs: config.authFailureWindow,
       maxFailuresPerIp: config.authMaxFailuresPerIp,
       maxFailuresPerAccountIp: config.authMaxFailuresPerAccountIp,
       ...options.authThrottle,
     });
-    const atrnRateLimit = new SlidingWindowLimit(systemClock, {
+    const atrnRateLimit = new SlidingWindowLimit(clock, {
       limit: config.atrnMaxPerMinute,
       windowMs: 60_000,
     });

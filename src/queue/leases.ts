@@ -25,7 +25,10 @@ export class DomainLeases {
       if (lease && lease.owner !== owner && lease.expiresAt > now) return false;
     }
     for (const domain of domains) {
-      this.#held.set(domain, { owner, expiresAt: now + ttlMs, idle: this.#held.get(domain)?.idle ?? false });
+      // Only a renewal by the same owner keeps the idle mark; a new owner starts busy.
+      const previous = this.#held.get(domain);
+      const idle = previous?.owner === owner ? previous.idle : false;
+      this.#held.set(domain, { owner, expiresAt: now + ttlMs, idle });
     }
     return true;
   }

@@ -90,8 +90,8 @@ export class OdmrAuthentication {
         // RFC 4954 4: "=" is an empty initial response.
         if (initial !== undefined) return this.#plainResponse(initial === "=" ? "" : initial);
         return this.#challenge("", (line) => this.#plainResponse(line));
-      case "LOGIN":
-        return this.#challenge(LOGIN_USERNAME_PROMPT, (userLine) => {
+      case "LOGIN": {
+        const username = (userLine: string): HandlerResult | Promise<HandlerResult> => {
           const user = parseLoginResponse(userLine, "username");
           if (!user.ok) {
             return user.reason === "bad-base64" ? { reply: C501BadBase64 } : this.#failed(null, "malformed");
@@ -105,7 +105,12 @@ export class OdmrAuthentication {
             }
             return this.#checkPassword(user.value, pass.value);
           });
-        });
+        };
+        // Clients may send the username as an initial response (RFC 4954 4 allows one for any
+        // mechanism; src/server/sasl/mechanisms.ts): then only the password is asked for.
+        if (initial !== undefined) return username(initial === "=" ? "" : initial);
+        return this.#challenge(LOGIN_USERNAME_PROMPT, username);
+      }
     }
   }
 

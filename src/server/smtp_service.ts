@@ -141,6 +141,8 @@ export async function startSmtpService(options: ServiceOptions): Promise<SmtpSer
           listener: name,
           count: sessions.size,
         });
+        // Also those handed to accept(), which the listener does not know.
+        for (const conn of sessions.keys()) conn.destroy();
       }
       await listener.closeAll({ graceMs: 100 });
     },

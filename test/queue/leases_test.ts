@@ -194,3 +194,16 @@ test("DomainLeases defaults to the system clock", () => {
   assert.deepEqual(leases.busyDomains(), ["a.test"]);
   assert.equal(leases.tryAcquire(["a.test"], "s2", TTL), false);
 });
+
+describe("DomainLeases idle marks", () => {
+  test("a new owner of an expired idle lease starts busy; only the same owner's renewal keeps idle", () => {
+    const { clock, leases } = setup();
+    assert.equal(leases.tryAcquire(["a.test"], "s1", 1000), true);
+    leases.setIdle("s1", true);
+    assert.equal(leases.tryAcquire(["a.test"], "s1", 1000), true, "s1 renews");
+    assert.deepEqual(leases.busyDomains(), [], "still idle after its own renewal");
+    clock.advance(1000);
+    assert.equal(leases.tryAcquire(["a.test"], "s2", 1000), true);
+    assert.deepEqual(leases.busyDomains(), ["a.test"], "s2 has mail in flight");
+  });
+});

@@ -287,6 +287,15 @@ describe("OdmrAuthentication LOGIN", () => {
     assert.deepEqual(authenticated.map((a) => a.username), ["alice"]);
   });
 
+  test("a username sent as the initial response: only Password: is asked, then 235", async () => {
+    const { session } = await setup();
+    const { auth, authenticated } = session();
+    const first = await auth.begin(`LOGIN ${b64("alice")}`, TLS);
+    assert.equal(wire(first), "334 UGFzc3dvcmQ6");
+    assert.equal(wire(await challenge(first).next(b64("alice-secret"))), OK);
+    assert.deepEqual(authenticated.map((a) => a.username), ["alice"]);
+  });
+
   test("a wrong password gets 535", async () => {
     const { session, throttle } = await setup();
     const { auth, authenticated } = session();
