@@ -5,11 +5,12 @@
 //   npm test                      every test on both runtimes
 //   npm test -- test/smtp         only some paths
 //   TEST_RUNTIMES=bun npm test    one runtime
+//   TEST_SEQUENTIAL=1 npm test    the runtimes one after the other (default: side by side)
 //
 // Counting: both runners write JUnit XML; we count LEAF test cases (Deno also lists each
 // describe() block as a case, Bun does not), so the two runtimes' numbers are comparable.
-import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -62,11 +63,8 @@ function countJunit(xml) {
   };
 }
 
-let passed = 0;
-let failed = 0;
-let skipped = 0;
-const summary = [];
-for (const runtime of runtimes) {
+/** Runs one runtime's suite; its output goes to test-artifacts/<runtime>.log and, at the end, here. */
+function run(runtime) {
   const make = commands[runtime];
   if (!make) {
     console.error(`unknown runtime ${runtime}`);
@@ -75,21 +73,43 @@ for (const runtime of runtimes) {
   const xml = join(outDir, `junit-${runtime}.xml`);
   rmSync(xml, { force: true });
   const [cmd, args] = make(xml);
-  console.log(`\n=== ${runtime}: ${[cmd.replace(root, ""), ...args].join(" ")}`);
-  const result = spawnSync(cmd, args, {
+  const header = `\n=== ${runtime}: ${[cmd.replace(root, ""), ...args].join(" ")}`;
+  const log = join(outDir, `${runtime}.log`);
+  const out = openSync(log, "w");
+  const child = spawn(cmd, args, {
     cwd: root,
-    stdio: "inherit",
+    stdio: ["ignore", out, out],
     env: { ...process.env, NO_COLOR: "1" },
   });
-  let counts = { passed: 0, failed: 0, skipped: 0 };
-  if (existsSync(xml)) counts = countJunit(readFileSync(xml, "utf8"));
-  // A runner that exits non-zero without a failing case (type error, crash) is one failure.
-  if (result.status !== 0 && counts.failed === 0) counts.failed = 1;
+  return new Promise((resolve) => {
+    child.on("close", (status) => {
+      closeSync(out);
+      console.log(header);
+      process.stdout.write(readFileSync(log, "utf8"));
+      let counts = { passed: 0, failed: 0, skipped: 0 };
+      if (existsSync(xml)) counts = countJunit(readFileSync(xml, "utf8"));
+      // A runner that exits non-zero without a failing case (type error, crash) is one failure.
+      if (status !== 0 && counts.failed === 0) counts.failed = 1;
+      resolve({ runtime, ...counts });
+    });
+  });
+}
+
+// The runtimes run side by side (each suite waits mostly on sockets and timers, so two fit on two
+// cores); TEST_SEQUENTIAL=1 runs them one after the other.
+const results = process.env.TEST_SEQUENTIAL === "1"
+  ? await runtimes.reduce(async (done, r) => [...(await done), await run(r)], Promise.resolve([]))
+  : await Promise.all(runtimes.map(run));
+let passed = 0;
+let failed = 0;
+let skipped = 0;
+const summary = [];
+for (const counts of results) {
   passed += counts.passed;
   failed += counts.failed;
   skipped += counts.skipped;
   summary.push(
-    `${runtime}: ${counts.passed} passed, ${counts.failed} failed${
+    `${counts.runtime}: ${counts.passed} passed, ${counts.failed} failed${
       counts.skipped ? `, ${counts.skipped} skipped` : ""
     }`,
   );
