@@ -54,10 +54,12 @@ export function choosePipelining(mode: PipeliningMode, evidence: PipeliningEvide
 }
 
 /**
- * A reply to a pipelined command that was not yet buffered and took at least this long to arrive (after
- * the reply before it) is "paced". A prompt customer that writes each reply with its own write, with
- * Nagle's algorithm on its socket, holds every reply after the first until our delayed ACK (about 40 ms
- * on Linux): about 40 ms per message, where stop-and-wait costs one round trip per command.
+ * The Nagle signature of a pipelined group: a prompt customer that writes each reply with its own write,
+ * with Nagle's algorithm on its socket, sends the first reply at once and holds the others until our
+ * delayed ACK (about 40 ms on Linux), then sends them together. So after the first reply there is ONE
+ * wait of at least this long, and every later reply of the group is already buffered: about 40 ms per
+ * message, where stop-and-wait costs one round trip per command. A customer that is merely slow to
+ * answer (a recipient lookup) waits before EACH reply instead, and keeps pipelining.
  */
 export const PACED_REPLY_GAP_MS = 20;
 /** Consecutive pipelined groups with a paced reply before `auto` falls back to stop-and-wait. */
@@ -77,9 +79,13 @@ export class PacedReplyDetector {
     readonly groups: number = PACED_GROUPS_BEFORE_FALLBACK,
   ) {}
 
-  /** One pipelined group was read; `slowestGapMs` is the longest wait for a reply that was not buffered. */
-  observe(slowestGapMs: number): boolean {
-    this.#pacedInARow = slowestGapMs >= this.gapMs ? this.#pacedInARow + 1 : 0;
+  /**
+   * One pipelined group was read: `slowestGapMs` is the longest wait for a reply (after the first) that
+   * was not yet buffered, `waits` how many replies had to be waited for.
+   */
+  observe(slowestGapMs: number, waits = 1): boolean {
+    const paced = waits === 1 && slowestGapMs >= this.gapMs;
+    this.#pacedInARow = paced ? this.#pacedInARow + 1 : 0;
     return this.#pacedInARow >= this.groups;
   }
 }

@@ -379,8 +379,8 @@ export class SmtpClient {
       trace: (line) => this.#trace(">", line),
       now: this.#clock,
       hasBufferedReply: () => this.#conn.hasBufferedInput(),
-      pipelinedGroupRead: (slowestGapMs) => {
-        if (this.#mode !== "auto" || !this.#paced.observe(slowestGapMs)) return;
+      pipelinedGroupRead: (slowestGapMs, waits) => {
+        if (this.#mode !== "auto" || !this.#paced.observe(slowestGapMs, waits)) return;
         this.pipeliningDecision = { pipelining: false, reason: PACED_FALLBACK_REASON };
         this.#log?.info("pipelining off", { why: PACED_FALLBACK_REASON, gapMs: Math.round(slowestGapMs) });
       },

@@ -69,8 +69,11 @@ export interface TransactionLink {
   now(): number;
   /** Whether reply bytes are already buffered (read without waiting). */
   hasBufferedReply(): boolean;
-  /** A pipelined group's replies were read; the longest wait for one that was not yet buffered. */
-  pipelinedGroupRead(slowestGapMs: number): void;
+  /**
+   * A pipelined group's replies were read: the longest wait for a reply after the first that was not yet
+   * buffered, and how many such waits there were.
+   */
+  pipelinedGroupRead(slowestGapMs: number, waits: number): void;
 }
 
 /**
@@ -132,11 +135,15 @@ async function exchange(
     // How the replies after the first arrive tells a customer that writes them one at a time under
     // Nagle (src/client/pipelining.ts, PacedReplyDetector).
     let slowestGapMs = 0;
+    let waits = 0;
     const paced = async (read: () => Promise<Received>) => {
       const buffered = link.hasBufferedReply();
       const started = link.now();
       const reply = await read();
-      if (!buffered) slowestGapMs = Math.max(slowestGapMs, link.now() - started);
+      if (!buffered) {
+        waits++;
+        slowestGapMs = Math.max(slowestGapMs, link.now() - started);
+      }
       return reply;
     };
     for (let i = 0; i < rcpts.length; i++) {
@@ -144,7 +151,7 @@ async function exchange(
     }
     dataReply = await paced(() => link.readReply(t.dataInitMs, "DATA"));
     await writing;
-    link.pipelinedGroupRead(slowestGapMs);
+    link.pipelinedGroupRead(slowestGapMs, waits);
   } else {
     mailReply = await link.command(mail, t.commandMs, "MAIL");
     if (isPositive(mailReply)) {

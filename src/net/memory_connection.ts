@@ -59,7 +59,7 @@ export class MemoryConnection extends BufferedConnection {
   writeNoWait(data: string | Uint8Array): boolean {
     if (this.isClosed) return false;
     // A copy, as a socket would hand over: the writer may reuse its buffer.
-    const bytes = typeof data === "string" ? encoder.encode(data) : data.slice();
+    const bytes = typeof data === "string" ? encoder.encode(data) : new Uint8Array(data);
     this.bytesOut += bytes.length;
     const peer = this.#peer;
     if (peer) queueMicrotask(() => peer.#deliver(bytes));

@@ -128,8 +128,11 @@ export async function startSmtpService(options: ServiceOptions): Promise<SmtpSer
     activeSessions: () => sessions.size,
     accept: async (conn) => {
       const info = { id: 0, localPort: conn.localPort, tls: conn.isTls };
-      await serve(conn, { ...info, remoteAddress: conn.remoteAddress, remotePort: conn.remotePort });
-      if (!conn.isClosed) await conn.close();
+      try {
+        await serve(conn, { ...info, remoteAddress: conn.remoteAddress, remotePort: conn.remotePort });
+      } finally {
+        if (!conn.isClosed) await conn.close();
+      }
     },
     async stop(graceMs: number) {
       draining = true;
@@ -143,6 +146,9 @@ export async function startSmtpService(options: ServiceOptions): Promise<SmtpSer
         });
         // Also those handed to accept(), which the listener does not know.
         for (const conn of sessions.keys()) conn.destroy();
+        // Let them unwind (record outcomes, release leases) before the caller closes the database.
+        const unwound = Date.now() + 1000;
+        while (sessions.size > 0 && Date.now() < unwound) await new Promise((r) => setTimeout(r, 10));
       }
       await listener.closeAll({ graceMs: 100 });
     },

@@ -198,19 +198,12 @@ describe("PacedReplyDetector", () => {
 });
 
 describe("auto mode against a customer that paces its replies (one write each, Nagle)", () => {
-  /** RCPT and DATA answered 40 ms after the command before, as Nagle holds each write for our ACK. */
-  const paced: FakeScript = {
-    respond: (line) => {
-      if (line.startsWith("RCPT")) return { kind: "delay", ms: 40, reply: "250 2.1.5 Ok" };
-      if (line === "DATA") return { kind: "delay", ms: 40, reply: "354 go ahead" };
-      return undefined;
-    },
-  };
-
-  async function drain(mode: "auto" | "always") {
+  async function drain(mode: "auto" | "always", script: FakeScript, rcpts = 1) {
     const store = customerStore();
-    for (let i = 0; i < 6; i++) enqueue(store, [`u${i}@example.test`], textBody(`m${i}`));
-    const fake = await startFakeCustomer(paced);
+    for (let i = 0; i < 6; i++) {
+      enqueue(store, Array.from({ length: rcpts }, (_, k) => `u${i}.${k}@example.test`), textBody(`m${i}`));
+    }
+    const fake = await startFakeCustomer(script);
     try {
       const { conn, session } = await fake.connect();
       const result = await deliverQueued({
@@ -231,14 +224,25 @@ describe("auto mode against a customer that paces its replies (one write each, N
   }
 
   test("auto pipelines the first three messages, then sends one command at a time; all are delivered", async () => {
-    const { result, grouped } = await drain("auto");
+    const { result, grouped } = await drain("auto", { nagleMs: 40 });
     assert.equal(result.delivered, 6);
     assert.deepEqual(grouped, [true, true, true, false, false, false]);
   });
 
   test("always keeps pipelining", async () => {
-    const { result, grouped } = await drain("always");
+    const { result, grouped } = await drain("always", { nagleMs: 40 });
     assert.equal(result.delivered, 6);
+    assert.deepEqual(grouped, [true, true, true, true, true, true]);
+  });
+
+  test("a customer that is merely slow to answer each RCPT keeps pipelining", async () => {
+    const slowRcpt: FakeScript = {
+      respond: (
+        line,
+      ) => (line.startsWith("RCPT") ? { kind: "delay", ms: 25, reply: "250 2.1.5 Ok" } : undefined),
+    };
+    const { result, grouped } = await drain("auto", slowRcpt, 2);
+    assert.equal(result.delivered, 12);
     assert.deepEqual(grouped, [true, true, true, true, true, true]);
   });
 });

@@ -587,8 +587,25 @@ describe("SmtpClient.sendMessage: what goes on the wire", () => {
 });
 
 describe("SmtpClient: replies to pipelined groups that arrive one write at a time", () => {
-  /** Serves one pipelined message whose RCPT and DATA replies each come `gapMs` after the one before. */
+  /**
+   * Serves one pipelined message as a customer under Nagle does: the MAIL reply at once, then, `gapMs`
+   * later, the RCPT and DATA replies together.
+   */
   async function pacedGroup(server: Server, clock: { ms: number }, gapMs: number): Promise<void> {
+    assert.equal(
+      await server.chunk(),
+      "MAIL FROM:<sender@origin.test>\r\nRCPT TO:<a@example.test>\r\nDATA\r\n",
+    );
+    await server.send("250 ok");
+    await settle();
+    clock.ms += gapMs;
+    await server.send("250 ok", "354 go");
+    await server.content();
+    await server.send("250 ok");
+  }
+
+  /** Serves one pipelined message whose RCPT and DATA replies each come `gapMs` after the one before. */
+  async function slowGroup(server: Server, clock: { ms: number }, gapMs: number): Promise<void> {
     assert.equal(
       await server.chunk(),
       "MAIL FROM:<sender@origin.test>\r\nRCPT TO:<a@example.test>\r\nDATA\r\n",
@@ -602,6 +619,19 @@ describe("SmtpClient: replies to pipelined groups that arrive one write at a tim
     await server.content();
     await server.send("250 ok");
   }
+
+  test("auto: a customer that waits before each reply (slow, not Nagle) keeps pipelining", async () => {
+    const clock = { ms: 0 };
+    const { client, server } = await ready(["PIPELINING"], { monotonicNow: () => clock.ms });
+    for (let i = 0; i < 4; i++) {
+      await converse(
+        client.sendMessage(message(["a@example.test"]), body(CONTENT)),
+        server,
+        () => slowGroup(server, clock, 25),
+      );
+    }
+    assert.equal(client.pipelining, true);
+  });
 
   test("auto: three paced groups in a row, then one command at a time", async () => {
     const clock = { ms: 0 };

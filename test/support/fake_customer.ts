@@ -67,6 +67,12 @@ export interface FakeScript {
   onContent?: (bytesSoFar: number, session: FakeSession) => FakeAction | undefined;
   /** Write multi-line replies one line at a time with this pause between lines (a line relay). */
   lineByLineMs?: number;
+  /**
+   * Emulate Nagle's algorithm with the client's delayed ACK of this many ms: a write while an earlier one
+   * is unacknowledged is held, and the held bytes leave together when the client sends something (its
+   * ACK rides on it) or when the delayed ACK fires.
+   */
+  nagleMs?: number;
 }
 
 /** Default EHLO keywords of the fake. */
@@ -152,6 +158,30 @@ function serve(socket: net.Socket, script: FakeScript): FakeSession {
   let dataBytes = 0;
   let hung = false;
   let busy: Promise<void> = Promise.resolve();
+  // Nagle emulation (script.nagleMs): bytes waiting for the "ACK" of the last segment sent.
+  let unacked = false;
+  let held = "";
+  let ackTimer: ReturnType<typeof setTimeout> | undefined;
+  const acked = () => {
+    clearTimeout(ackTimer);
+    unacked = false;
+    if (held && !socket.destroyed) {
+      const out = held;
+      held = "";
+      segment(out);
+    }
+  };
+  const segment = (text: string) => {
+    socket.write(text);
+    unacked = true;
+    ackTimer = setTimeout(acked, script.nagleMs);
+  };
+  const write = (text: string) => {
+    if (script.nagleMs === undefined) socket.write(text);
+    else if (unacked) held += text;
+    else segment(text);
+  };
+  socket.on("close", () => clearTimeout(ackTimer));
 
   const send = async (reply: FakeReply): Promise<void> => {
     if (socket.destroyed) return;
@@ -163,7 +193,7 @@ function serve(socket: net.Socket, script: FakeScript): FakeSession {
           await sleep(script.lineByLineMs);
         }
       } else {
-        socket.write(`${reply}\r\n`);
+        write(`${reply}\r\n`);
       }
       return;
     }
@@ -290,6 +320,7 @@ function serve(socket: net.Socket, script: FakeScript): FakeSession {
   };
 
   socket.on("data", (chunk: Uint8Array) => {
+    if (script.nagleMs !== undefined && unacked) acked(); // the client's data carries the ACK
     const next = new Uint8Array(buf.length + chunk.length);
     next.set(buf);
     next.set(chunk, buf.length);
