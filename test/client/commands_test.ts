@@ -8,28 +8,12 @@ import assert from "node:assert/strict";
 import { clean, isAscii, mailCommand, rcptCommand, sanitizeHelloName } from "../../src/client/commands.ts";
 import type { Recipient } from "../../src/client/outcome.ts";
 import type { DeliverableMessage } from "../../src/client/types.ts";
-import { Capabilities, parseEhloReply } from "../../src/smtp/ehlo.ts";
-
-/** The customer's keywords as the client reads them from its EHLO reply. */
-function caps(...keywords: string[]): Capabilities {
-  return parseEhloReply(["customer.test", ...keywords]);
-}
+import { Capabilities } from "../../src/smtp/ehlo.ts";
+import { caps, deliverable } from "./_memory_customer.ts";
 
 /** A 7-bit message without DSN data; `extra` overrides envelope fields. */
 function message(extra: Partial<DeliverableMessage> = {}): DeliverableMessage {
-  return {
-    id: 1,
-    mailFrom: "sender@origin.test",
-    size: 4321,
-    bodyType: null,
-    smtputf8: false,
-    eightBit: false,
-    envid: null,
-    ret: null,
-    receivedAt: 0,
-    recipients: [],
-    ...extra,
-  };
+  return deliverable([], { size: 4321, ...extra });
 }
 
 /** A recipient with DSN data. */

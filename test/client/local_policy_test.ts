@@ -7,27 +7,12 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { refuseLocally } from "../../src/client/local_policy.ts";
 import type { DeliverableMessage } from "../../src/client/types.ts";
-import { Capabilities, parseEhloReply } from "../../src/smtp/ehlo.ts";
-
-function caps(...keywords: string[]): Capabilities {
-  return parseEhloReply(["customer.test", ...keywords]);
-}
+import { Capabilities } from "../../src/smtp/ehlo.ts";
+import { caps, deliverable } from "./_memory_customer.ts";
 
 /** A 7-bit ASCII message of 1000 octets to `rcpts` (ids 1, 2, ...). */
 function message(rcpts: string[], extra: Partial<DeliverableMessage> = {}): DeliverableMessage {
-  return {
-    id: 1,
-    mailFrom: "sender@origin.test",
-    size: 1000,
-    bodyType: null,
-    smtputf8: false,
-    eightBit: false,
-    envid: null,
-    ret: null,
-    receivedAt: 0,
-    recipients: rcpts.map((address, i) => ({ id: i + 1, address, notify: null, orcpt: null })),
-    ...extra,
-  };
+  return deliverable(rcpts, { size: 1000, ...extra });
 }
 
 const SIZE_TEXT = "5.3.4 Message size 1001 exceeds the receiving server's limit 1000";

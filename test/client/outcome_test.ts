@@ -18,6 +18,7 @@ import {
 import type { DeliverableMessage, RecipientOutcome } from "../../src/client/types.ts";
 import { Code421Closing, Code451LocalError, Code552ExceededStorage } from "../../src/smtp/codes.ts";
 import type { ParsedReply } from "../../src/smtp/reply.ts";
+import { deliverable } from "./_memory_customer.ts";
 
 /** A recipient with id `id`. */
 function rcpt(id: number): Recipient {
@@ -26,18 +27,7 @@ function rcpt(id: number): Recipient {
 
 /** A message to recipients with ids 1..n. */
 function message(n: number): DeliverableMessage {
-  return {
-    id: 1,
-    mailFrom: "sender@origin.test",
-    size: 10,
-    bodyType: null,
-    smtputf8: false,
-    eightBit: false,
-    envid: null,
-    ret: null,
-    receivedAt: 0,
-    recipients: Array.from({ length: n }, (_, i) => rcpt(i + 1)),
-  };
+  return deliverable([], { size: 10, recipients: Array.from({ length: n }, (_, i) => rcpt(i + 1)) });
 }
 
 /** What `outcomeOfReply` records for `reply`. */

@@ -6,15 +6,9 @@
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { setImmediate } from "node:timers";
 import { DeliveryAbort } from "../../src/client/errors.ts";
 import { PACED_FALLBACK_REASON } from "../../src/client/pipelining.ts";
-import {
-  type BodyOpener,
-  type ClientTimeouts,
-  SmtpClient,
-  type SmtpClientOptions,
-} from "../../src/client/smtp_client.ts";
+import { type BodyOpener, SmtpClient, type SmtpClientOptions } from "../../src/client/smtp_client.ts";
 import type { DeliverableMessage } from "../../src/client/types.ts";
 import { Logger } from "../../src/log/logger.ts";
 import { ConnectionClosedError, TlsHandshakeError } from "../../src/net/errors.ts";
@@ -24,67 +18,16 @@ import {
   type MemoryPipeOptions,
 } from "../../src/net/memory_connection.ts";
 import { Code421Closing, Code451LocalError, Code554Failed } from "../../src/smtp/codes.ts";
-
-/** Every wait of the test and of the client; nothing here should take more than a few ms. */
-const WAIT_MS = 2000;
-
-const timeouts: ClientTimeouts = {
-  greetingMs: WAIT_MS,
-  commandMs: WAIT_MS,
-  dataInitMs: WAIT_MS,
-  dataBlockMs: WAIT_MS,
-  dataTermMs: WAIT_MS,
-};
+import {
+  converse,
+  deliverable,
+  MemoryCustomer as Server,
+  settle,
+  timeouts,
+  WAIT_MS,
+} from "./_memory_customer.ts";
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-/** Lets every pending microtask run: whatever the client would write next without a reply is written. */
-function settle(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
-
-/** The test's end of the pipe, playing the customer's SMTP server. */
-class Server {
-  constructor(readonly conn: MemoryConnection) {}
-
-  /** The next line the client sent, without its CRLF. */
-  read(): Promise<string> {
-    return this.conn.readLine({ timeoutMs: WAIT_MS, maxLength: 1 << 20 });
-  }
-
-  /** Reads the next line and checks it is `line`. */
-  async expect(line: string): Promise<void> {
-    assert.equal(await this.read(), line);
-  }
-
-  /** The client's next write as it arrived (in memory one write is one chunk). */
-  async chunk(): Promise<string> {
-    return decoder.decode(await this.conn.readChunk({ timeoutMs: WAIT_MS }));
-  }
-
-  /** Writes reply lines, CRLF added, in one write. */
-  async send(...lines: string[]): Promise<void> {
-    await this.conn.write(lines.map((l) => `${l}\r\n`).join(""));
-  }
-
-  /** The content after 354 as sent (dot-stuffed, CRLF), up to and including the final dot. */
-  async content(): Promise<string> {
-    let text = "";
-    for (let i = 0; i < 10_000; i++) {
-      const line = await this.read();
-      text += `${line}\r\n`;
-      if (line === ".") return text;
-    }
-    throw new Error("no final dot within 10000 lines");
-  }
-
-  /** Checks the client closed its end without sending anything more. */
-  async expectClosed(): Promise<void> {
-    await assert.rejects(this.read(), ConnectionClosedError);
-  }
-}
-
 /** A client and the server it talks to, nothing said yet. */
 function open(
   options: Partial<SmtpClientOptions> = {},
@@ -102,16 +45,6 @@ function open(
 function ehloReply(keywords: string[]): string[] {
   const lines = ["customer.test", ...keywords];
   return lines.map((l, i) => `250${i === lines.length - 1 ? " " : "-"}${l}`);
-}
-
-/** Runs the client's call and the server's script together; a failing script drops the pipe. */
-async function converse<T>(call: Promise<T>, server: Server, script: () => Promise<void>): Promise<T> {
-  const played = script().catch((err) => {
-    server.conn.destroy();
-    throw err;
-  });
-  const [result] = await Promise.all([call, played]);
-  return result;
 }
 
 /** The DeliveryAbort that `call` rejects with. */
@@ -142,19 +75,7 @@ async function ready(
 
 /** A plain 7-bit message from sender@origin.test to `rcpts` (recipient ids 1, 2, ...). */
 function message(rcpts: string[], extra: Partial<DeliverableMessage> = {}): DeliverableMessage {
-  return {
-    id: 7,
-    mailFrom: "sender@origin.test",
-    size: 100,
-    bodyType: null,
-    smtputf8: false,
-    eightBit: false,
-    envid: null,
-    ret: null,
-    receivedAt: 0,
-    recipients: rcpts.map((address, i) => ({ id: i + 1, address, notify: null, orcpt: null })),
-    ...extra,
-  };
+  return deliverable(rcpts, { id: 7, ...extra });
 }
 
 /** A body opener yielding `chunks` as UTF-8 (called once per transaction). */

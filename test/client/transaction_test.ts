@@ -7,13 +7,11 @@
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { setImmediate } from "node:timers";
 import { writeBody } from "../../src/client/body_writer.ts";
 import type { DeliverableMessage, RecipientOutcome } from "../../src/client/types.ts";
 import type { Recipient, SetOutcome } from "../../src/client/outcome.ts";
 import {
   type BodyOpener,
-  type ClientTimeouts,
   type Received,
   runTransaction,
   type SessionState,
@@ -21,28 +19,12 @@ import {
 } from "../../src/client/transaction.ts";
 import type { Connection } from "../../src/net/connection.ts";
 import { ConnectionClosedError } from "../../src/net/errors.ts";
-import { type MemoryConnection, memoryPipe } from "../../src/net/memory_connection.ts";
+import { memoryPipe } from "../../src/net/memory_connection.ts";
 import { Capabilities, parseEhloReply } from "../../src/smtp/ehlo.ts";
 import { ReplyParser } from "../../src/smtp/reply.ts";
-
-const WAIT_MS = 2000;
-
-const timeouts: ClientTimeouts = {
-  greetingMs: WAIT_MS,
-  commandMs: WAIT_MS,
-  dataInitMs: WAIT_MS,
-  dataBlockMs: WAIT_MS,
-  dataTermMs: WAIT_MS,
-};
+import { deliverable, MemoryCustomer as Server, settle, timeouts, WAIT_MS } from "./_memory_customer.ts";
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-/** Lets every pending microtask run: whatever the client would write next without a reply is written. */
-function settle(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
-
 /** Reads one reply from `conn` (at most 100 lines). */
 async function readReply(conn: Connection, timeoutMs: number): Promise<Received> {
   const parser = new ReplyParser();
@@ -91,44 +73,6 @@ function linkOver(
   };
 }
 
-/** The test's end of the pipe, playing the customer's SMTP server. */
-class Server {
-  constructor(readonly conn: MemoryConnection) {}
-
-  read(): Promise<string> {
-    return this.conn.readLine({ timeoutMs: WAIT_MS });
-  }
-
-  async expect(line: string): Promise<void> {
-    assert.equal(await this.read(), line);
-  }
-
-  async chunk(): Promise<string> {
-    return decoder.decode(await this.conn.readChunk({ timeoutMs: WAIT_MS }));
-  }
-
-  async send(...lines: string[]): Promise<void> {
-    await this.conn.write(lines.map((l) => `${l}\r\n`).join(""));
-  }
-
-  /** The content after 354 as sent, up to and including the final dot. */
-  async content(): Promise<string> {
-    let text = "";
-    for (let i = 0; i < 10_000; i++) {
-      const line = await this.read();
-      text += `${line}\r\n`;
-      if (line === ".") return text;
-    }
-    throw new Error("no final dot within 10000 lines");
-  }
-
-  /** Checks that the client sent nothing more (waits for its pending writes first). */
-  async expectSilence(): Promise<void> {
-    await settle();
-    assert.equal(this.conn.hasBufferedInput(), false, "the client sent more");
-  }
-}
-
 /** A recorded `set` call. */
 type Recorded = [id: number, result: RecipientOutcome["result"], code: number | null, text: string];
 
@@ -160,20 +104,7 @@ function setup(pipelining: boolean, keywords: string[] = []) {
 }
 
 /** A plain message to `rcpts` (ids 1, 2, ...). */
-function message(rcpts: string[]): DeliverableMessage {
-  return {
-    id: 1,
-    mailFrom: "sender@origin.test",
-    size: 100,
-    bodyType: null,
-    smtputf8: false,
-    eightBit: false,
-    envid: null,
-    ret: null,
-    receivedAt: 0,
-    recipients: rcpts.map((address, i) => ({ id: i + 1, address, notify: null, orcpt: null })),
-  };
-}
+const message = (rcpts: string[]): DeliverableMessage => deliverable(rcpts);
 
 const CONTENT = "Subject: t\r\n\r\nHi.\r\n";
 const body: BodyOpener = () => [encoder.encode(CONTENT)];
