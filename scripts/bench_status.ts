@@ -17,6 +17,7 @@ import { databasePath, openDatabase } from "../src/queue/db.ts";
 import { QueueStore } from "../src/queue/store.ts";
 import { RelayState } from "../src/relay_state.ts";
 import { runtimeInfo } from "../src/runtime/runtime.ts";
+import { seedQueue } from "./bench/seed_queue.ts";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -32,7 +33,6 @@ const { values } = parseArgs({
 const RECIPIENTS = Number(values.recipients);
 const DOMAINS = Number(values.domains);
 const REQUESTS = Number(values.requests);
-const PER_MESSAGE = 4; // recipients per message, each in a different domain
 
 const dir = mkdtempSync(join(tmpdir(), "odmr-bench-"));
 let now = Date.now() - 86_400_000;
@@ -40,33 +40,8 @@ const clock = { now: () => now };
 const store = new QueueStore(openDatabase(databasePath(dir)), clock);
 
 const seedStart = performance.now();
-store.database.raw.exec("PRAGMA synchronous = OFF");
-store.addAccount("bench", { cramMd5Secret: "unused", passwordHash: "$scrypt$unused" });
-const domainNames = Array.from({ length: DOMAINS }, (_, i) => `d${String(i).padStart(4, "0")}.bench.test`);
-for (const d of domainNames) store.addDomain(d, "bench");
-const body = new TextEncoder().encode("Subject: bench\r\n\r\n" + "x".repeat(1000) + "\r\n");
-let made = 0;
-for (let m = 0; made < RECIPIENTS; m++) {
-  const count = Math.min(PER_MESSAGE, RECIPIENTS - made);
-  const rcpts = Array.from({ length: count }, (_, k) => {
-    const domain = domainNames[(m * PER_MESSAGE + k) % DOMAINS]!;
-    return { address: `user${m}@${domain}`, domain, notify: null, orcpt: null };
-  });
-  store.enqueue({
-    mailFrom: `sender${m}@example.org`,
-    clientIp: "192.0.2.1",
-    clientHelo: "bench.example.org",
-    tls: false,
-    bodyType: null,
-    smtputf8: false,
-    envid: null,
-    ret: null,
-    recipients: rcpts,
-  }, { size: body.length, eightBit: false, chunks: () => [body] });
-  made += count;
-  now += 500; // spread arrival times so every domain has a distinct oldest age
-}
-store.database.raw.exec("PRAGMA synchronous = FULL");
+// Arrival times 0.5 s apart, so every domain has a distinct oldest age.
+seedQueue(store, { recipients: RECIPIENTS, domains: DOMAINS, afterMessage: () => (now += 500) });
 const seedSeconds = (performance.now() - seedStart) / 1000;
 const counts = store.queueCounts();
 

@@ -22,6 +22,7 @@ import { databasePath, openDatabase } from "../../src/queue/db.ts";
 import { QueueStore } from "../../src/queue/store.ts";
 import { cramMd5Secret } from "../../src/server/sasl/cram_md5.ts";
 import { startRelayProcess } from "./relay_process.ts";
+import { seededDomain, seedQueue } from "./seed_queue.ts";
 
 const { values } = parseArgs({
   options: {
@@ -39,35 +40,13 @@ const MiB = 1024 * 1024;
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const domainName = (i: number) => `d${String(i % DOMAINS).padStart(4, "0")}.bench.test`;
+const domainName = (i: number) => seededDomain(i, DOMAINS);
 
-/** A data directory with the bench account, 1,000 domains and `recipients` queued (4 per message). */
+/** A data directory with the bench account, 1,000 domains and `recipients` queued. */
 function seed(recipients: number): string {
   const dir = mkdtempSync(join(tmpdir(), "odmr-footprint-"));
   const store = new QueueStore(openDatabase(databasePath(dir)));
-  // 100k fsyncs prove nothing about the rows measured later; the relay reopens with its own pragmas.
-  store.database.raw.exec("PRAGMA synchronous = OFF");
-  store.addAccount("bench", { cramMd5Secret: cramMd5Secret(PASSWORD), passwordHash: "$scrypt$unused" });
-  for (let i = 0; i < DOMAINS; i++) store.addDomain(domainName(i), "bench");
-  const body = new TextEncoder().encode("Subject: bench\r\n\r\n" + "x".repeat(1000) + "\r\n");
-  for (let made = 0, m = 0; made < recipients; m++) {
-    const n = Math.min(4, recipients - made);
-    store.enqueue({
-      mailFrom: `sender${m}@example.org`,
-      clientIp: "192.0.2.1",
-      clientHelo: "bench.example.org",
-      tls: false,
-      bodyType: null,
-      smtputf8: false,
-      envid: null,
-      ret: null,
-      recipients: Array.from({ length: n }, (_, k) => {
-        const domain = domainName(m * 4 + k);
-        return { address: `user${m}@${domain}`, domain, notify: null, orcpt: null };
-      }),
-    }, { size: body.length, eightBit: false, chunks: () => [body] });
-    made += n;
-  }
+  seedQueue(store, { recipients, domains: DOMAINS, cramMd5Secret: cramMd5Secret(PASSWORD) });
   store.database.close();
   return dir;
 }
