@@ -17,6 +17,7 @@ import { RelayState } from "./relay_state.ts";
 import { type HttpServer, serveHttp } from "./runtime/http_serve.ts";
 import { freeSpaceProbe, IntakeProtocol } from "./server/intake.ts";
 import { DomainLeases } from "./queue/leases.ts";
+import type { Connection } from "./net/connection.ts";
 import { startHousekeeping } from "./queue/housekeeping.ts";
 import { NewMailSignal } from "./queue/new_mail.ts";
 import { OutboundQueue } from "./queue/outbound_queue.ts";
@@ -82,7 +83,7 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
     ? loadSecureContext({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile })
     : null;
   const startTls = tls
-    ? async (conn: import("./net/connection.ts").Connection, readyReply: string) => {
+    ? async (conn: Connection, readyReply: string) => {
       await conn.startTlsServer(tls, { readyReply, handshakeTimeoutMs: config.tlsHandshakeTimeout });
     }
     : null;

@@ -137,8 +137,12 @@ export async function startSmtpService(options: ServiceOptions): Promise<SmtpSer
     async stop(graceMs: number) {
       draining = true;
       for (const session of sessions.values()) session.requestShutdown();
-      const deadline = Date.now() + graceMs;
-      while (sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      /** Waits (at most `ms`) for every session to end. */
+      const sessionsEnded = async (ms: number) => {
+        const deadline = Date.now() + ms;
+        while (sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      };
+      await sessionsEnded(graceMs);
       if (sessions.size > 0) {
         logger.warn("dropping sessions at the end of the grace period", {
           listener: name,
@@ -147,8 +151,7 @@ export async function startSmtpService(options: ServiceOptions): Promise<SmtpSer
         // Also those handed to accept(), which the listener does not know.
         for (const conn of sessions.keys()) conn.destroy();
         // Let them unwind (record outcomes, release leases) before the caller closes the database.
-        const unwound = Date.now() + 1000;
-        while (sessions.size > 0 && Date.now() < unwound) await new Promise((r) => setTimeout(r, 10));
+        await sessionsEnded(1000);
       }
       await listener.closeAll({ graceMs: 100 });
     },
