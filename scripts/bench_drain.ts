@@ -20,6 +20,7 @@ import { deliverQueued, type DeliveryConfig } from "../src/client/deliver_sessio
 import { LineConnection } from "../src/net/line_connection.ts";
 import { databasePath, openDatabase } from "../src/queue/db.ts";
 import { QueueStore } from "../src/queue/store.ts";
+import { SqliteQueue } from "../src/queue/sqlite_queue.ts";
 
 const SMTP_SINK = "/usr/sbin/smtp-sink";
 const DOMAIN = "bench.test";
@@ -112,7 +113,7 @@ async function main(): Promise<void> {
       const start = performance.now();
       const result = await deliverQueued({
         conn,
-        store,
+        store: new SqliteQueue(store),
         domains: [DOMAIN],
         hostname: "bench.relay.test",
         config: { ...config, atrnPipelining: mode },

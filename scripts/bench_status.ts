@@ -21,6 +21,7 @@ import { seedQueue } from "./bench/seed_queue.ts";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { SqliteQueue } from "../src/queue/sqlite_queue.ts";
 
 const BUDGET_MS = 50;
 const { values } = parseArgs({
@@ -48,7 +49,7 @@ const counts = store.queueCounts();
 const state = new RelayState(Date.now() - 3600_000);
 state.listeners.push({ name: "http", host: "127.0.0.1", port: 8025, tls: "none", bound: true });
 const app = createApp({
-  store,
+  store: new SqliteQueue(store),
   state,
   logger: new Logger({ level: "error" }),
   token: null,

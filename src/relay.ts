@@ -1,6 +1,6 @@
 /**
- * Assembles the running relay: one process, one event loop, listeners over one SQLite queue
- * (docs/design.md#one-process). `startRelay` binds everything or fails with a clear message; `stop` shuts down
+ * Assembles the running relay: one process, one event loop, listeners over one queue: the embedded
+ * SQLite, or a PostgreSQL database shared with other nodes (docs/design.md#one-process). `startRelay` binds everything or fails with a clear message; `stop` shuts down
  * in order: listeners drain (new connections get 421, DATA in flight gets the grace period),
  * then the HTTP API, then the database.
  */
@@ -10,24 +10,24 @@ import type { Config } from "./config/fields.ts";
 import { isLoopback } from "./config/load.ts";
 import { createApp } from "./http/app.ts";
 import type { Logger } from "./log/logger.ts";
-import { openServingStore, spoolDir } from "./queue/open.ts";
+import { spoolDir } from "./queue/open.ts";
+import { openQueue } from "./queue/open_queue.ts";
+import type { Queue } from "./queue/queue.ts";
+import { cleanSpoolDir } from "./queue/spool.ts";
+import { SqliteQueue } from "./queue/sqlite_queue.ts";
+import { assertWritable, startReporting } from "./relay_reporting.ts";
 import { loadSecureContext } from "./net/tls.ts";
-import type { QueueStore } from "./queue/store.ts";
 import { RelayState } from "./relay_state.ts";
 import { type HttpServer, serveHttp } from "./runtime/http_serve.ts";
 import { freeSpaceProbe, IntakeProtocol } from "./server/intake.ts";
-import { DomainLeases } from "./queue/leases.ts";
 import type { Connection } from "./net/connection.ts";
 import { startHousekeeping } from "./queue/housekeeping.ts";
 import { NewMailSignal } from "./queue/new_mail.ts";
-import { OutboundQueue } from "./queue/outbound_queue.ts";
+import type { OutboundQueue } from "./queue/outbound_queue.ts";
 import { type WatchingSession, WatchSessions } from "./server/watch_sessions.ts";
-import { bounceForwarded, forwardPostmasterMail } from "./queue/postmaster.ts";
-import { Reporting } from "./queue/reporting.ts";
-import { ReportRouter, type Routed } from "./queue/report_router.ts";
+import type { Reporting } from "./queue/reporting.ts";
 import { ReportStore } from "./queue/report_store.ts";
-import { OutboundWorker } from "./outbound/worker.ts";
-import { clientTimeouts } from "./client/deliver_session.ts";
+import type { OutboundWorker } from "./outbound/worker.ts";
 import { GroupCommitter } from "./queue/group_commit.ts";
 import { OdmrProtocol } from "./server/odmr.ts";
 import { makeDeliver } from "./server/odmr_delivery.ts";
@@ -41,16 +41,19 @@ import { C220Greeting } from "./smtp/reply_codes.ts";
 
 /** A started relay. */
 export interface Relay {
-  store: QueueStore;
+  queue: Queue;
   state: RelayState;
   http: HttpServer | null;
   services: SmtpService[];
-  /** The DSN step, delay warnings and notices (tests run them at once instead of waiting a tick). */
-  reporting: Reporting;
+  /**
+   * The DSN step, delay warnings and notices (tests run them at once instead of waiting a tick); null
+   * on a PostgreSQL queue, where they are not built yet (docs/postgres_driver.md).
+   */
+  reporting: Reporting | null;
   /** Expiry, then the reporting jobs: one round now with `tick()` (tests move the clock, then tick). */
   housekeeping: { tick(): Promise<void> };
   /** What the relay sends to the internet itself, and its worker. */
-  outbound: { queue: OutboundQueue; worker: OutboundWorker };
+  outbound: { queue: OutboundQueue; worker: OutboundWorker } | null;
   /** Sessions watching for new mail (push delivery). */
   watching(): WatchingSession[];
   /** Graceful stop; resolves when everything is closed. */
@@ -68,10 +71,15 @@ export interface RelayOptions {
 /** Starts every configured listener. */
 export async function startRelay(config: Config, logger: Logger, options: RelayOptions = {}): Promise<Relay> {
   const clock = options.clock ?? systemClock;
-  const { store, staleSpoolFiles } = openServingStore(config.dataDir, clock, {
-    cacheBytes: config.queueCacheSize,
-  });
-  assertWritable(store, clock);
+  const store = await openQueue(config, { clock, serving: true });
+  const sqlite = store instanceof SqliteQueue ? store.store : null;
+  if (sqlite) assertWritable(sqlite, clock);
+  else if (!(await store.isWritable())) {
+    await store.close();
+    throw new Error(`The queue database ${store.location} does not accept writes (read-only standby?)`);
+  }
+  const staleSpoolFiles = cleanSpoolDir(spoolDir(config.dataDir));
+  logger.info("queue", { backend: store.backend, location: store.location });
   store.postmasterQuotaBytes = config.postmasterMailboxQuota;
   if (staleSpoolFiles > 0) {
     logger.warn("removed spool files of unfinished messages", { count: staleSpoolFiles });
@@ -88,8 +96,10 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
     }
     : null;
   const newMail = new NewMailSignal();
-  const { reporting, outbound } = startReporting(config, store, state, logger, clock, newMail);
-  const leases = new DomainLeases(clock);
+  const { reporting, outbound } = sqlite
+    ? startReporting(config, sqlite, state, logger, clock, newMail)
+    : { reporting: null, outbound: null };
+  const leases = store.leases;
   const watch = new WatchSessions(newMail, {
     maxSessions: config.atrnMaxWatching,
     maxPerAccount: config.atrnMaxWatchingPerAccount,
@@ -100,16 +110,15 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
     lifetimeMs: config.queueLifetime,
     logger,
     clock,
-    afterTick: () => reporting.runAll(),
-    busyDomains: () => leases.busyDomains(),
+    afterTick: () => reporting?.runAll(),
   });
   const stopAll = async () => {
     state.shuttingDown = true;
     // Watching sessions say QUIT at once, so the listeners can drain.
     watch.stopAll();
     housekeeping.stop();
-    reporting.stop();
-    await outbound.worker.stop();
+    reporting?.stop();
+    await outbound?.worker.stop();
     await Promise.all(
       services.map((s) =>
         s.stop(config.shutdownGrace).catch((error) =>
@@ -118,7 +127,9 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
       ),
     );
     await http?.stop().catch((error) => logger.error("error while stopping http", { error: String(error) }));
-    store.database.close();
+    await store.close().catch((error) =>
+      logger.error("error while closing the queue", { error: String(error) })
+    );
   };
 
   try {
@@ -204,13 +215,13 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
     });
     const dummyCramSecret = cramMd5Secret(generateSecret());
     const dummyPasswordHash = await makeDummyHash();
-    const deliverQueued = makeDeliver({ config, store, logger, watch, afterRecord: () => reporting.kick() });
+    const deliverQueued = makeDeliver({ config, store, logger, watch, afterRecord: () => reporting?.kick() });
     // Recipients the customer refused (or accepted with NOTIFY=SUCCESS) are reported right after.
     const deliver: typeof deliverQueued = async (...args) => {
       try {
         return await deliverQueued(...args);
       } finally {
-        reporting.kick();
+        reporting?.kick();
       }
     };
     const odmrListeners = [
@@ -288,9 +299,9 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
         store,
         state,
         logger,
-        reports: new ReportStore(store.database),
-        outbound: outbound.queue,
-        onBounced: () => reporting.kick(),
+        reports: sqlite ? new ReportStore(sqlite.database) : undefined,
+        outbound: outbound?.queue,
+        onBounced: () => reporting?.kick(),
         busyDomains: () => leases.busyDomains(),
         watching: () => watch.list(),
         clock,
@@ -306,10 +317,10 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
     throw error;
   }
   let stopped: Promise<void> | null = null;
-  outbound.worker.start();
-  reporting.kick();
+  outbound?.worker.start();
+  reporting?.kick();
   return {
-    store,
+    queue: store,
     state,
     http,
     services,
@@ -322,121 +333,4 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
       return stopped;
     },
   };
-}
-
-/**
- * The reporting side: DSNs and notices are composed from the queue (src/queue/reporting.ts) and go
- * out through the outbound queue and its worker, to the smarthost or the recipients' MX.
- */
-function startReporting(
-  config: Config,
-  store: QueueStore,
-  state: RelayState,
-  logger: Logger,
-  clock: Clock,
-  newMail: NewMailSignal,
-): { reporting: Reporting; outbound: { queue: OutboundQueue; worker: OutboundWorker } } {
-  const queue = new OutboundQueue(store.database, clock);
-  const reports = new ReportStore(store.database);
-  const router = new ReportRouter(store, queue, {
-    hostname: config.hostname,
-    lifetimeMs: config.dsnLifetime,
-    clock,
-    logger,
-    // A DSN to a hosted sender wakes a session watching that domain (push delivery).
-    onQueuedLocally: (domain) => newMail.notify([domain]),
-  });
-  const smarthost = config.smarthost;
-  const caFile = config.smarthostCaFile;
-  const credentials = config.smarthostUsername !== null && config.smarthostPassword !== null
-    ? { username: config.smarthostUsername, password: config.smarthostPassword }
-    : undefined;
-  const worker = new OutboundWorker({
-    queue,
-    transaction: (fn) => store.transaction(fn),
-    destination: (row) =>
-      smarthost
-        ? {
-          kind: "smarthost",
-          host: smarthost.host,
-          port: smarthost.port,
-          tls: config.smarthostTls,
-          ...(caFile ? { caFile } : {}),
-          ...(credentials ? { credentials } : {}),
-        }
-        : { kind: "mx", domain: row.domain, mxPort: config.outboundMxPort },
-    send: {
-      hostname: config.hostname,
-      dns: config.dnsServers.length > 0 ? { dnsServers: config.dnsServers } : {},
-      // The RFC 5321 4.5.3.2 client timeouts are the same settings as after the ATRN turn.
-      timeouts: {
-        ...clientTimeouts(config),
-        connectMs: config.outboundConnectTimeout,
-        tlsHandshakeMs: config.tlsHandshakeTimeout,
-      },
-    },
-    concurrency: config.outboundConcurrency,
-    clock,
-    logger: logger.child({ component: "outbound" }),
-    onResult: (row, outcome, answer) => {
-      state.outbound.inc(outcome);
-      if (row.kind === "dsn" && outcome === "delivered") state.dsnsSent++;
-      if (outcome === "dropped") {
-        try {
-          bounceForwarded({ store, router, hostname: config.hostname, clock, logger }, row, answer);
-        } catch (error) {
-          logger.error("bouncing a failed postmaster forward failed", { error: String(error) });
-        }
-      }
-    },
-  });
-  const onDsn = (kind: "failure" | "relayed" | "delay", route: Routed) => {
-    state.dsnsQueued.inc(kind);
-    // Queued here for a hosted sender: that is where it is delivered to.
-    if (route === "local") state.dsnsSent++;
-  };
-  const reportLogger = logger.child({ component: "reports" });
-  const common = { store, reports, router, hostname: config.hostname, clock, logger: reportLogger };
-  const reporting = new Reporting({
-    bounces: {
-      ...common,
-      maxFullBytes: config.dsnMaxFullSize,
-      postmasterCopy: config.dsnCopyToPostmaster ? config.postmasterAddress : null,
-      onDsn,
-    },
-    warnings: config.dsnDelayWarnings.length === 0 ? null : {
-      ...common,
-      maxFullBytes: config.dsnMaxFullSize,
-      steps: config.dsnDelayWarnings,
-      lifetimeMs: config.queueLifetime,
-      onDsn,
-    },
-    notices: { ...common, defaultAfterMs: config.domainNotifyAfter, lifetimeMs: config.queueLifetime },
-    forwardPostmaster: config.postmasterAddress === null ? null : () =>
-      forwardPostmasterMail(
-        { store, outbound: queue, lifetimeMs: config.dsnLifetime, logger: reportLogger },
-        config.postmasterAddress!,
-      ),
-    onQueued: () => worker.kick(),
-    logger: reportLogger,
-  });
-  return { reporting, outbound: { queue, worker } };
-}
-
-/**
- * Refuses to serve on a database that cannot be written: SQLite opens a write-protected file read-only
- * without complaint, and every message would then get 451. One real, committed write tells.
- */
-function assertWritable(store: QueueStore, clock: Clock): void {
-  try {
-    store.transaction(() => new ReportStore(store.database).setState("relay-started-at", clock.now()));
-  } catch (error) {
-    const path = store.database.path;
-    store.database.close();
-    throw new Error(
-      `The queue database ${path} cannot be written: ${(error as Error).message} ` +
-        "(check the permissions of the file, its -wal and -shm files and the data directory, and the free space)",
-      { cause: error },
-    );
-  }
 }

@@ -5,9 +5,9 @@
 import type { ParseArgsConfig } from "node:util";
 import { CONFIG_FIELDS, type ConfigKey, flagName, SECRET_FIELDS } from "../config/fields.ts";
 import { loadConfig, type LoadedConfig } from "../config/load.ts";
-import type { QueueStore } from "../queue/store.ts";
+import type { Queue } from "../queue/queue.ts";
 import type { CliIo, ParsedArgs } from "./command.ts";
-import { openStore } from "../queue/open.ts";
+import { openQueue } from "../queue/open_queue.ts";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
@@ -21,7 +21,7 @@ export function allConfigOptions(): Options {
   return options;
 }
 
-/** parseArgs options for commands that open the database: --data-dir and --config. */
+/** parseArgs options for commands that open the queue: --data-dir and --config. */
 export const DATA_OPTIONS: Options = {
   "data-dir": { type: "string" },
   config: { type: "string", short: "c" },
@@ -40,18 +40,18 @@ export function configFromArgs(args: ParsedArgs, io: CliIo): LoadedConfig {
 }
 
 /**
- * Opens the store under the configured data directory, runs `fn`, and always closes it again:
- * the one way admin commands that work on the database directly get at it.
+ * Opens the configured queue (the SQLite file in the data directory), runs
+ * `fn`, and always closes it again: the one way admin commands that work on the queue get at it.
  */
 export async function withStore<T>(
   args: ParsedArgs,
   io: CliIo,
-  fn: (store: QueueStore) => T | Promise<T>,
+  fn: (store: Queue) => T | Promise<T>,
 ): Promise<T> {
-  const store = openStore(configFromArgs(args, io).config.dataDir);
+  const store = await openQueue(configFromArgs(args, io).config);
   try {
     return await fn(store);
   } finally {
-    store.database.close();
+    await store.close();
   }
 }

@@ -4,7 +4,7 @@ import { isValidDomain } from "../smtp/domain.ts";
 import { canonicalDomain } from "../smtp/idna.ts";
 import { type Command, noExtraPositionals, positional, table, UsageError } from "./command.ts";
 import { DATA_OPTIONS, withStore } from "./config_args.ts";
-import type { QueueStore } from "../queue/store.ts";
+import type { Queue } from "../queue/queue.ts";
 
 /**
  * The DOMAIN argument in the queue's canonical form (lower-case A-labels: `böb.test` is stored as
@@ -34,8 +34,8 @@ export const domainAdd: Command = {
     const mailboxes = typeof args.values.mailboxes === "string"
       ? args.values.mailboxes.split(",").map((m) => m.trim()).filter((m) => m !== "")
       : [];
-    await withStore(args, io, (store) => {
-      store.addDomain(domain, user, { mailboxes });
+    await withStore(args, io, async (store) => {
+      await store.addDomain(domain, user, { mailboxes });
     });
     io.out(
       `domain ${domain} added for ${user}${mailboxes.length ? ` (mailboxes: ${mailboxes.join(", ")})` : ""}`,
@@ -52,8 +52,8 @@ export const domainRemove: Command = {
   async run(args, io) {
     const domain = domainArgument(args, this.name);
     noExtraPositionals(args, 1, this.name);
-    await withStore(args, io, (store) => {
-      const { deletedRecipients } = store.removeDomain(domain, { force: args.values.force === true });
+    await withStore(args, io, async (store) => {
+      const { deletedRecipients } = await store.removeDomain(domain, { force: args.values.force === true });
       io.out(
         `domain ${domain} removed${
           deletedRecipients ? `; ${deletedRecipients} queued recipient(s) deleted` : ""
@@ -71,8 +71,8 @@ export const domainList: Command = {
   options: { ...DATA_OPTIONS, json: { type: "boolean" } },
   async run(args, io) {
     noExtraPositionals(args, 0, this.name);
-    await withStore(args, io, (store) => {
-      const rows = store.listDomains();
+    await withStore(args, io, async (store) => {
+      const rows = await store.listDomains();
       if (args.values.json) io.out(JSON.stringify(rows, null, 2));
       else {
         io.out(table(
@@ -114,7 +114,7 @@ export const domainSet: Command = {
     const domain = domainArgument(args, this.name);
     noExtraPositionals(args, 1, this.name);
     const v = args.values;
-    const changes: Parameters<QueueStore["updateDomain"]>[1] = {};
+    const changes: Parameters<Queue["updateDomain"]>[1] = {};
     if (typeof v.retention === "string") {
       const ms = v.retention === "default" ? null : parseDuration(v.retention);
       if (v.retention !== "default" && (ms === null || ms < 60_000)) {
@@ -190,8 +190,8 @@ export const domainSet: Command = {
           "--allow-routing-syntax, --notify-address or --notify-after)",
       );
     }
-    await withStore(args, io, (store) => {
-      store.updateDomain(domain, changes);
+    await withStore(args, io, async (store) => {
+      await store.updateDomain(domain, changes);
     });
     io.out(`domain ${domain} updated`);
     return 0;

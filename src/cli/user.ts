@@ -56,7 +56,7 @@ export const userAdd: Command = {
     noExtraPositionals(args, 1, this.name);
     const { secret, show } = await newSecret(args, io, this.name);
     await withStore(args, io, async (store) => {
-      store.addAccount(name, await derive(secret));
+      await store.addAccount(name, await derive(secret));
     });
     io.out(show ? `account ${name} created; secret (shown once): ${secret}` : `account ${name} created`);
     return 0;
@@ -73,7 +73,7 @@ export const userPasswd: Command = {
     noExtraPositionals(args, 1, this.name);
     const { secret, show } = await newSecret(args, io, this.name);
     await withStore(args, io, async (store) => {
-      store.setAccountSecrets(name, await derive(secret));
+      await store.setAccountSecrets(name, await derive(secret));
     });
     io.out(
       show ? `secret for ${name} changed; new secret (shown once): ${secret}` : `secret for ${name} changed`,
@@ -92,8 +92,8 @@ function toggle(disabled: boolean): Command {
     async run(args, io) {
       const name = positional(args, 0, "NAME", this.name);
       noExtraPositionals(args, 1, this.name);
-      await withStore(args, io, (store) => {
-        store.setAccountDisabled(name, disabled);
+      await withStore(args, io, async (store) => {
+        await store.setAccountDisabled(name, disabled);
       });
       io.out(`account ${name} ${verb}d`);
       return 0;
@@ -111,8 +111,8 @@ export const userRemove: Command = {
   async run(args, io) {
     const name = positional(args, 0, "NAME", this.name);
     noExtraPositionals(args, 1, this.name);
-    await withStore(args, io, (store) => {
-      store.removeAccount(name);
+    await withStore(args, io, async (store) => {
+      await store.removeAccount(name);
     });
     io.out(`account ${name} removed`);
     return 0;
@@ -126,8 +126,8 @@ export const userList: Command = {
   options: { ...DATA_OPTIONS, json: { type: "boolean" } },
   async run(args, io) {
     noExtraPositionals(args, 0, this.name);
-    await withStore(args, io, (store) => {
-      const rows = store.listAccounts();
+    await withStore(args, io, async (store) => {
+      const rows = await store.listAccounts();
       if (args.values.json) {
         io.out(JSON.stringify(rows.map(({ cramMd5Secret: _c, passwordHash: _p, ...r }) => r), null, 2));
       } else {

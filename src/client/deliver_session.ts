@@ -30,9 +30,12 @@ import type { Logger } from "../log/logger.ts";
 import type { Connection } from "../net/connection.ts";
 import type {
   DeliverableMessage as QueuedMessage,
-  QueueStore,
+  Queue,
   RecipientOutcome as RecordedOutcome,
-} from "../queue/store.ts";
+} from "../queue/queue.ts";
+
+/** What a delivery session reads and writes in the queue. */
+export type DeliveryQueue = Pick<Queue, "nextDeliverable" | "readBody" | "recordOutcomesMany">;
 import { type AbortKind, DeliveryAbort } from "./errors.ts";
 import { type ClientTimeouts, SmtpClient } from "./smtp_client.ts";
 import type { DeliverableMessage, RecipientOutcome } from "./types.ts";
@@ -57,7 +60,7 @@ export interface DeliverOptions {
   /** The turned connection (same socket and read buffer as the ODMR session). */
   conn: Connection;
   /** The queue. */
-  store: QueueStore;
+  store: DeliveryQueue;
   /** Granted domains, lower-case (only their recipients are sent). */
   domains: readonly string[];
   /** Our name for EHLO (an address literal is used when it is empty). */
@@ -108,11 +111,11 @@ export interface WatchOptions {
   /** Gives the slot back. */
   leave(): void;
   /** Extends the domain lease (held all along: another ATRN gets 451); false when it was lost. */
-  renew(): boolean;
+  renew(): Promise<boolean>;
   /** The granted domains that may be delivered now (holds read again); null: end the watch. */
-  currentDomains(): readonly string[] | null;
+  currentDomains(): Promise<readonly string[] | null>;
   /** The session waits with nothing in flight (true) or delivers again (false). */
-  idle(waiting: boolean): void;
+  idle(waiting: boolean): Promise<void>;
   /** Aborts the watch (shutdown): the relay says QUIT. */
   stop?: AbortSignal;
 }
@@ -226,20 +229,22 @@ export async function deliverQueued(options: DeliverOptions): Promise<DeliverRes
     drain: for (;;) {
       if (watch) {
         // Holds, releases and a disabled account take effect in a watch too (read again each time).
-        const current = watch.currentDomains();
+        const current = await watch.currentDomains();
         if (current === null) break drain;
         active = current;
       }
       pages: for (;;) {
         // Record first, so the next look at the queue (and the "look again before QUIT") sees every outcome.
-        if (!batch.flush()) break;
+        if (!(await batch.flush())) break;
         if (watch && now() >= watchUntil) break drain;
         // Keyset pagination: each page starts after the last message attempted, so a deferred message is not
         // tried twice and mail that arrived meanwhile (higher ids) is found by the next look.
         // The mark is taken right before each look: mail committed after it wakes the watch, and the
         // wait never sees "new" mail that this look has already found (no busy loop).
         if (watch) mark = watch.newMail.mark(domains);
-        const page = store.nextDeliverable(active, afterId, options.pageSize ?? 50).map(toClientMessage);
+        const page = (await store.nextDeliverable(active, afterId, options.pageSize ?? 50)).map(
+          toClientMessage,
+        );
         if (page.length === 0) break;
         for (const message of page) {
           if (!client.usable) {
@@ -249,7 +254,7 @@ export async function deliverQueued(options: DeliverOptions): Promise<DeliverRes
             break pages;
           }
           if (batch.failed) break pages;
-          if (watch && !watch.renew()) {
+          if (watch && !(await watch.renew())) {
             // A watch may drain far longer than one session's lease: keep it before every message, or
             // stop before a second session could take the domains and deliver the same mail.
             abort = new DeliveryAbort("local", "4.3.0 Domain lease lost");
@@ -259,7 +264,7 @@ export async function deliverQueued(options: DeliverOptions): Promise<DeliverRes
           counts.messages++;
           const result = await client.sendMessage(message, () => store.readBody(message.id));
           // Queued for the next group commit; nothing was removed before the customer's 250 (docs/design.md#delivery).
-          batch.add(message.id, forTheRecord(message, result.outcomes, remoteMta, reportsSuccess));
+          await batch.add(message.id, forTheRecord(message, result.outcomes, remoteMta, reportsSuccess));
           counts.delivered += result.delivered;
           counts.deferred += result.deferred;
           counts.failed += result.failed;
@@ -277,7 +282,7 @@ export async function deliverQueued(options: DeliverOptions): Promise<DeliverRes
       }
       if (!watch || abort !== null || batch.failed) break drain;
       // Drained: record, then wait for new mail (or the keepalive) while the customer watches.
-      if (!batch.flush()) break drain;
+      if (!(await batch.flush())) break drain;
       options.afterRecord?.();
       try {
         if (!idleBefore) {
@@ -291,11 +296,11 @@ export async function deliverQueued(options: DeliverOptions): Promise<DeliverRes
           const left = watchUntil - now();
           if (left <= 0 || watchEnd.signal.aborted || !client.usable) break drain;
           // Waiting, nothing in flight: expiry and operator bounces may touch these domains meanwhile.
-          watch.idle(true);
+          await watch.idle(true);
           const woken = await watch.newMail.wait(mark!, Math.min(left, watch.keepaliveMs), watchEnd.signal);
-          watch.idle(false);
+          await watch.idle(false);
           if (!client.usable) break drain;
-          if (!watch.renew()) throw new DeliveryAbort("local", "4.3.0 Domain lease lost");
+          if (!(await watch.renew())) throw new DeliveryAbort("local", "4.3.0 Domain lease lost");
           if (woken) continue drain;
           if (now() >= watchUntil || watchEnd.signal.aborted) break drain;
           // RFC 5321 4.5.3.2.7: servers time out idle clients after 5 minutes; NOOP well before that.
@@ -313,7 +318,7 @@ export async function deliverQueued(options: DeliverOptions): Promise<DeliverRes
     if (abort === null && !client.usable) {
       abort = client.abortReason ?? new DeliveryAbort("lost", "4.4.2 Connection closed by the customer");
     }
-    if (abort === null && batch.flush()) {
+    if (abort === null && await batch.flush()) {
       await client.quit();
     } else if (abort === null) {
       // Outcomes cannot be recorded: stop sending (every further delivery would be a later duplicate).
@@ -333,7 +338,7 @@ export async function deliverQueued(options: DeliverOptions): Promise<DeliverRes
     clearTimeout(timer);
     options.signal?.removeEventListener("abort", onCancel);
     // Whatever ended the session, what the customer confirmed is recorded now (or stays queued).
-    const lost = batch.close();
+    const lost = await batch.close();
     for (const o of lost) {
       if (o.result === "delivered" || o.result === "relayed") counts.delivered--;
       else if (o.result === "failed") counts.failed--;
@@ -423,15 +428,16 @@ type PendingOutcomes = { messageId: number; outcomes: readonly RecordedOutcome[]
  * recipients are still queued in the store).
  */
 class OutcomeBatch {
-  readonly #store: QueueStore;
+  readonly #store: DeliveryQueue;
   readonly #log: Logger | undefined;
   readonly #max: number;
   readonly #ms: number;
   #pending: PendingOutcomes[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
   #error: unknown = null;
+  #writing: Promise<boolean> | null = null;
 
-  constructor(store: QueueStore, log: Logger | undefined, options: DeliverOptions["outcomeBatch"] = {}) {
+  constructor(store: DeliveryQueue, log: Logger | undefined, options: DeliverOptions["outcomeBatch"] = {}) {
     this.#store = store;
     this.#log = log;
     this.#max = Math.max(1, options.messages ?? DEFAULT_OUTCOME_BATCH_MESSAGES);
@@ -449,27 +455,44 @@ class OutcomeBatch {
     return e instanceof Error ? e.message : String(e);
   }
 
-  add(messageId: number, outcomes: readonly RecordedOutcome[]): void {
+  /**
+   * Queues one message's outcomes; when that fills the batch, resolves only after the batch is written,
+   * so a failed write is known (`failed`) before the next message goes out.
+   */
+  async add(messageId: number, outcomes: readonly RecordedOutcome[]): Promise<void> {
     this.#pending.push({ messageId, outcomes });
-    if (this.#pending.length >= this.#max) this.flush();
-    else if (this.#error === null) this.#timer ??= setTimeout(() => this.flush(), this.#ms);
+    if (this.#pending.length >= this.#max) await this.flush();
+    else if (this.#error === null) this.#timer ??= setTimeout(() => void this.flush(), this.#ms);
   }
 
   /**
    * Writes every pending outcome in one transaction; `false` (logged, entries kept) when it failed now or
-   * before (after a failure only `close` tries again).
+   * before (after a failure only `close` tries again). Flushes run one at a time: a flush called while
+   * another is writing waits for it, then writes what was added meanwhile.
    */
-  flush(): boolean {
+  flush(): Promise<boolean> {
     clearTimeout(this.#timer);
     this.#timer = undefined;
+    const previous = this.#writing ?? Promise.resolve(true);
+    const next = previous.then(() => this.#write());
+    this.#writing = next;
+    void next.finally(() => {
+      if (this.#writing === next) this.#writing = null;
+    });
+    return next;
+  }
+
+  async #write(): Promise<boolean> {
     if (this.#error !== null) return false;
     if (this.#pending.length === 0) return true;
     const entries = this.#pending;
+    this.#pending = [];
     try {
-      this.#store.recordOutcomesMany(entries);
-      this.#pending = [];
+      await this.#store.recordOutcomesMany(entries);
       return true;
     } catch (err) {
+      // Kept, in order, ahead of anything added while the write was out.
+      this.#pending = [...entries, ...this.#pending];
       this.#error = err;
       this.#log?.error("recording delivery outcomes failed; those messages stay queued", {
         messages: entries.length,
@@ -481,10 +504,11 @@ class OutcomeBatch {
   }
 
   /** Final flush (one more try after a failure); returns the outcomes left unrecorded. */
-  close(): RecordedOutcome[] {
+  async close(): Promise<RecordedOutcome[]> {
+    await this.#writing;
     const retry = this.#error !== null;
     this.#error = null;
-    this.flush();
+    await this.flush();
     if (this.#pending.length === 0) {
       if (retry) this.#log?.info("delivery outcomes recorded on the final try");
       return [];

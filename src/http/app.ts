@@ -13,7 +13,7 @@
  */
 import { type Clock, systemClock } from "../clock.ts";
 import { Hono } from "hono";
-import type { QueueStore } from "../queue/store.ts";
+import type { Queue } from "../queue/queue.ts";
 import type { Logger } from "../log/logger.ts";
 import type { RelayState } from "../relay_state.ts";
 import { runtimeInfo } from "../runtime/runtime.ts";
@@ -30,7 +30,7 @@ import { buildStatus } from "./status.ts";
 
 /** What the HTTP API needs from the running relay. */
 export interface AppDeps {
-  store: QueueStore;
+  store: Queue;
   state: RelayState;
   logger: Logger;
   /** Bearer token; null means none configured. */
@@ -45,13 +45,13 @@ export interface AppDeps {
   /** Clock in epoch ms, injected so tests control ages (docs/design.md#seams, 9). */
   clock?: Clock;
   /** Recipients waiting for their DSN (for /status, /metrics and the page). */
-  reports?: ReportStore;
+  reports?: ReportStore | undefined;
   /** DSNs and notices waiting to go out. */
-  outbound?: OutboundQueue;
+  outbound?: OutboundQueue | undefined;
   /** An operator bounced a message: run the DSN step. */
   onBounced?: () => void;
   /** Domains being delivered right now: their mail cannot be bounced until the session ends. */
-  busyDomains?: () => readonly string[];
+  busyDomains?: () => Promise<readonly string[]>;
   /** Sessions watching for new mail (push delivery). */
   watching?: () => WatchingSession[];
 }
@@ -85,8 +85,8 @@ export function createApp(deps: AppDeps): Hono {
   // Liveness: the process answers. Open so probes need no secret.
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   // Readiness: the database takes writes and every configured listener is bound.
-  app.get("/readyz", reader, (c) => {
-    const dbOk = deps.store.isWritable();
+  app.get("/readyz", reader, async (c) => {
+    const dbOk = await deps.store.isWritable().catch(() => false);
     const listenersOk = deps.state.listeners.every((l) => l.bound);
     const ok = dbOk && listenersOk && !deps.state.shuttingDown;
     return c.json(
@@ -94,13 +94,17 @@ export function createApp(deps: AppDeps): Hono {
       ok ? 200 : 503,
     );
   });
-  app.get("/status", reader, (c) => c.json(buildStatus(sources())));
+  app.get("/status", reader, async (c) => c.json(await buildStatus(sources())));
   app.get(
     "/metrics",
     reader,
-    (c) => c.body(renderMetrics(sources()), 200, { "Content-Type": METRICS_CONTENT_TYPE }),
+    async (c) => c.body(await renderMetrics(sources()), 200, { "Content-Type": METRICS_CONTENT_TYPE }),
   );
-  app.get("/", reader, (c) => c.html(renderStatusPage(buildStatus(sources())), 200, PAGE_HEADERS));
+  app.get(
+    "/",
+    reader,
+    async (c) => c.html(renderStatusPage(await buildStatus(sources())), 200, PAGE_HEADERS),
+  );
 
   app.use("/queue", admin);
   app.use("/queue/*", admin);

@@ -10,7 +10,7 @@
 import process from "node:process";
 import type { OutboundQueue } from "../queue/outbound_queue.ts";
 import type { ReportStore } from "../queue/report_store.ts";
-import type { QueueStore } from "../queue/store.ts";
+import type { Queue } from "../queue/queue.ts";
 import type { WatchingSession } from "../server/watch_sessions.ts";
 import type { LabeledCounter, RelayState } from "../relay_state.ts";
 
@@ -74,7 +74,7 @@ function labeled(counter: LabeledCounter, label: string, known: readonly string[
 
 /** What /metrics is built from. */
 export interface MetricsSources {
-  store: QueueStore;
+  store: Queue;
   state: RelayState;
   reports?: ReportStore | undefined;
   outbound?: OutboundQueue | undefined;
@@ -85,7 +85,7 @@ export interface MetricsSources {
 }
 
 /** Renders every metric. */
-export function renderMetrics(src: MetricsSources): string {
+export async function renderMetrics(src: MetricsSources): Promise<string> {
   const { store, state, now } = src;
   const out = new Exposition();
 
@@ -188,7 +188,7 @@ export function renderMetrics(src: MetricsSources): string {
     labeled(state.authFailures, "reason"),
   );
 
-  const counts = store.queueCounts();
+  const counts = await store.queueCounts();
   out.one("odmr_relay_queue_messages", "gauge", "Messages in the queue.", counts.messages);
   out.one(
     "odmr_relay_queue_size_bytes",
@@ -197,7 +197,7 @@ export function renderMetrics(src: MetricsSources): string {
     counts.bytes,
   );
 
-  const domains = store.domainQueueStatus();
+  const domains = await store.domainQueueStatus();
   out.family(
     "odmr_relay_domain_queued_recipients",
     "gauge",

@@ -12,7 +12,7 @@
  * (docs/design.md#seams, 8).
  */
 import { Hono } from "hono";
-import type { QueueStore } from "../queue/store.ts";
+import type { Queue } from "../queue/queue.ts";
 import type { Logger } from "../log/logger.ts";
 import { isValidDomain } from "../smtp/domain.ts";
 import { needsDsn } from "../dsn/policy.ts";
@@ -65,11 +65,14 @@ export interface HeaderField {
  * The header section of a stored message (RFC 5322 2.2), read chunk by chunk and stopping at
  * the blank line or MAX_HEADER_BYTES, so showing a 50 MB message does not load its body.
  */
-export function readHeaders(store: QueueStore, id: number): { fields: HeaderField[]; truncated: boolean } {
+export async function readHeaders(
+  store: Pick<Queue, "readBody">,
+  id: number,
+): Promise<{ fields: HeaderField[]; truncated: boolean }> {
   const decoder = new TextDecoder("utf-8", { fatal: false });
   let text = "";
   let truncated = true;
-  for (const chunk of store.readBody(id)) {
+  for await (const chunk of store.readBody(id)) {
     text += decoder.decode(chunk, { stream: true });
     const end = text.search(/\r?\n\r?\n/);
     if (end >= 0) {
@@ -190,14 +193,14 @@ export interface QueueRouteHooks {
   /** An operator bounced a message: run the DSN step. */
   onBounced?: (() => void) | undefined;
   /** Domains being delivered right now. */
-  busyDomains?: (() => readonly string[]) | undefined;
+  busyDomains?: (() => Promise<readonly string[]>) | undefined;
 }
 
 /** Builds the administration routes (mounted behind requireAdmin). */
-export function queueRoutes(store: QueueStore, logger: Logger, hooks: QueueRouteHooks = {}): Hono {
+export function queueRoutes(store: Queue, logger: Logger, hooks: QueueRouteHooks = {}): Hono {
   const app = new Hono();
 
-  app.get("/queue", (c) => {
+  app.get("/queue", async (c) => {
     const q = c.req.query();
     for (const key of Object.keys(q)) {
       if (!["domain", "status", "after", "limit"].includes(key)) {
@@ -209,12 +212,12 @@ export function queueRoutes(store: QueueStore, logger: Logger, hooks: QueueRoute
       throw new BadRequest("status must be queued, failed or relayed");
     }
     const domain = q.domain === undefined ? undefined : parseDomain(q.domain);
-    if (domain !== undefined && !store.hasDomain(domain)) {
+    if (domain !== undefined && !(await store.hasDomain(domain))) {
       return errorResponse(c, 404, `No hosted domain ${domain}`);
     }
     const after = parseIntParam(q.after, "after", 0, Number.MAX_SAFE_INTEGER) ?? 0;
     const limit = parseIntParam(q.limit, "limit", 1, MAX_PAGE) ?? DEFAULT_PAGE;
-    const rows = store.listQueue({
+    const rows = await store.listQueue({
       afterId: after,
       limit,
       ...(domain === undefined ? {} : { domain }),
@@ -229,11 +232,11 @@ export function queueRoutes(store: QueueStore, logger: Logger, hooks: QueueRoute
     return c.json(page);
   });
 
-  app.get("/queue/:id", (c) => {
+  app.get("/queue/:id", async (c) => {
     const id = parseId(c.req.param("id"));
-    const m = store.getMessage(id);
+    const m = await store.getMessage(id);
     if (!m) return errorResponse(c, 404, `No message ${id}`);
-    const { fields, truncated } = readHeaders(store, id);
+    const { fields, truncated } = await readHeaders(store, id);
     const { bodyInline: _body, ...envelope } = m;
     const view: QueueMessageView = {
       ...envelope,
@@ -258,15 +261,15 @@ export function queueRoutes(store: QueueStore, logger: Logger, hooks: QueueRoute
   });
 
   // The body only on request, streamed one stored chunk at a time.
-  app.get("/queue/:id/body", (c) => {
+  app.get("/queue/:id/body", async (c) => {
     const id = parseId(c.req.param("id"));
-    const m = store.getMessage(id);
+    const m = await store.getMessage(id);
     if (!m) return errorResponse(c, 404, `No message ${id}`);
-    const chunks = store.readBody(id);
+    const chunks = bodyIterator(store.readBody(id));
     const stream = new ReadableStream<Uint8Array>({
-      pull(controller) {
+      async pull(controller) {
         try {
-          const next = chunks.next();
+          const next = await chunks.next();
           if (next.done) controller.close();
           else controller.enqueue(next.value);
         } catch (error) {
@@ -274,17 +277,17 @@ export function queueRoutes(store: QueueStore, logger: Logger, hooks: QueueRoute
           controller.error(error);
         }
       },
-      cancel() {
-        chunks.return(undefined);
+      async cancel() {
+        await chunks.return?.(undefined);
       },
     });
     // No Content-Length: `size` counts what the intake received, and the stream is the truth.
     return c.body(stream, 200, { "Content-Type": "message/rfc822" });
   });
 
-  app.delete("/queue/:id", (c) => {
+  app.delete("/queue/:id", async (c) => {
     const id = parseId(c.req.param("id"));
-    if (!store.deleteMessage(id)) return errorResponse(c, 404, `No message ${id}`);
+    if (!(await store.deleteMessage(id))) return errorResponse(c, 404, `No message ${id}`);
     logger.info("message deleted by operator", { id });
     const result: QueueDeleteResult = { deleted: id };
     return c.json(result);
@@ -315,12 +318,12 @@ export function queueRoutes(store: QueueStore, logger: Logger, hooks: QueueRoute
         reason = given.trim();
       }
     }
-    const message = store.getMessage(id);
+    const message = await store.getMessage(id);
     if (!message) return errorResponse(c, 404, `No message ${id}`);
     const queued = message.recipients.filter((r) => r.status === "queued");
     // The customer may be accepting this very message now: bouncing it too would report a delivered
     // recipient as failed.
-    const busy = new Set(hooks.busyDomains?.() ?? []);
+    const busy = new Set(await hooks.busyDomains?.() ?? []);
     if (queued.some((r) => busy.has(r.domain))) {
       return errorResponse(
         c,
@@ -328,7 +331,7 @@ export function queueRoutes(store: QueueStore, logger: Logger, hooks: QueueRoute
         `Message ${id} is being delivered right now; try again when the session ends`,
       );
     }
-    const bounced = store.bounceMessage(id, reason);
+    const bounced = await store.bounceMessage(id, reason);
     if (bounced === 0) return errorResponse(c, 409, `Message ${id} has no queued recipients to bounce`);
     logger.info("message bounced by operator", { id, recipients: bounced });
     // The recipients are failed now; the DSN step reports them to the sender (and says that an
@@ -349,14 +352,24 @@ export function queueRoutes(store: QueueStore, logger: Logger, hooks: QueueRoute
   });
 
   for (const [action, hold] of [["hold", true], ["release", false]] as const) {
-    app.post(`/domains/:name/${action}`, (c) => {
+    app.post(`/domains/:name/${action}`, async (c) => {
       const domain = parseDomain(c.req.param("name"));
-      if (!store.hasDomain(domain)) return errorResponse(c, 404, `No hosted domain ${domain}`);
-      store.setDomainHold(domain, hold);
+      if (!(await store.hasDomain(domain))) return errorResponse(c, 404, `No hosted domain ${domain}`);
+      await store.setDomainHold(domain, hold);
       logger.info(hold ? "domain held by operator" : "domain released by operator", { domain });
       const result: DomainHoldResult = { domain, hold };
       return c.json(result);
     });
   }
   return app;
+}
+
+/** One iterator over a body that either backend may give as a sync or an async iterable. */
+function bodyIterator(body: Iterable<Uint8Array> | AsyncIterable<Uint8Array>): AsyncIterator<Uint8Array> {
+  if (Symbol.asyncIterator in body) return (body as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
+  const it = (body as Iterable<Uint8Array>)[Symbol.iterator]();
+  return {
+    next: () => Promise.resolve(it.next()),
+    return: (value?: unknown) => Promise.resolve(it.return?.(value) ?? { done: true, value: undefined }),
+  };
 }

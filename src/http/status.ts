@@ -9,7 +9,7 @@
 import type { OutboundQueue } from "../queue/outbound_queue.ts";
 import type { ReportStore } from "../queue/report_store.ts";
 import type { WatchingSession } from "../server/watch_sessions.ts";
-import type { QueueStore } from "../queue/store.ts";
+import type { Queue } from "../queue/queue.ts";
 import type { ListenerInfo, RelayState } from "../relay_state.ts";
 
 /** One domain in the status report. */
@@ -73,7 +73,7 @@ export interface StatusReport {
 
 /** What the report is built from. */
 export interface StatusSources {
-  store: QueueStore;
+  store: Queue;
   state: RelayState;
   /** Absent in tests that build the app without the reporting side. */
   reports?: ReportStore | undefined;
@@ -88,10 +88,14 @@ const iso = (ms: number) => new Date(ms).toISOString();
 const ageSeconds = (now: number, then: number) => Math.max(0, Math.floor((now - then) / 1000));
 
 /** Builds the status report. */
-export function buildStatus(src: StatusSources, recentSessions = 10): StatusReport {
+export async function buildStatus(src: StatusSources, recentSessions = 10): Promise<StatusReport> {
   const { store, state, now } = src;
-  const counts = store.queueCounts();
-  const rows = store.domainQueueStatus();
+  const [counts, rows, postmasterMessages, sessions] = await Promise.all([
+    store.queueCounts(),
+    store.domainQueueStatus(),
+    store.postmasterMailboxCount(),
+    store.recentAtrnSessions(recentSessions),
+  ]);
   let oldest: number | null = null;
   for (const d of rows) {
     if (d.oldestQueuedAt !== null && (oldest === null || d.oldestQueuedAt < oldest)) {
@@ -135,10 +139,10 @@ export function buildStatus(src: StatusSources, recentSessions = 10): StatusRepo
     },
     failed: src.reports?.pendingCounts() ?? { recipients: 0, messages: 0 },
     dsnsPending: outboundStatus(src.outbound),
-    postmaster: { messages: store.postmasterMailboxCount() },
+    postmaster: { messages: postmasterMessages },
     watching: (src.watching ?? []).map((w) => ({ ...w, since: iso(w.since) })),
     domains,
-    recentAtrnSessions: store.recentAtrnSessions(recentSessions).map((s) => ({
+    recentAtrnSessions: sessions.map((s) => ({
       id: s.id,
       username: s.username,
       domains: s.domains === "" ? [] : s.domains.split(","),

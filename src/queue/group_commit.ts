@@ -14,7 +14,7 @@
  * its own SAVEPOINT, so a message that fails is rolled back alone (its session answers 451).
  */
 import { clearTimeout, setImmediate, setTimeout } from "node:timers";
-import type { BodySource, IncomingMessage, QueueStore } from "./store.ts";
+import type { BodySource, IncomingMessage, Queue } from "./queue.ts";
 
 interface Pending {
   item: { message: IncomingMessage; body: BodySource };
@@ -24,7 +24,7 @@ interface Pending {
 
 /** Batches enqueues into shared transactions. */
 export class GroupCommitter {
-  readonly #store: QueueStore;
+  readonly #store: Queue;
   readonly #maxBatch: number;
   readonly #maxWaitMs: number;
   #pending: Pending[] = [];
@@ -36,7 +36,7 @@ export class GroupCommitter {
   commits = 0;
   committed = 0;
 
-  constructor(store: QueueStore, options: { maxBatch?: number; maxWaitMs?: number } = {}) {
+  constructor(store: Queue, options: { maxBatch?: number; maxWaitMs?: number } = {}) {
     this.#store = store;
     this.#maxBatch = options.maxBatch ?? 256;
     this.#maxWaitMs = options.maxWaitMs ?? 1;
@@ -81,10 +81,14 @@ export class GroupCommitter {
     this.#scheduled = true;
     // setImmediate runs after the current poll phase: every session whose final dot arrived in
     // the same batch of socket reads has queued its message by then.
-    setImmediate(() => this.#flush());
+    setImmediate(() => void this.#flush());
   }
 
-  #flush(): void {
+  /**
+   * Commits one batch. SQLite has committed by the time `enqueueMany` returns; PostgreSQL's commit is a
+   * round trip, during which the next batch may already go out on another pooled connection.
+   */
+  async #flush(): Promise<void> {
     this.#scheduled = false;
     const batch = this.#pending.splice(0, this.#maxBatch);
     if (this.#pending.length > 0) this.#schedule();
@@ -92,8 +96,8 @@ export class GroupCommitter {
     let results: (number | Error)[];
     try {
       results = batch.length === 1
-        ? [this.#store.enqueue(batch[0]!.item.message, batch[0]!.item.body)]
-        : this.#store.enqueueMany(batch.map((p) => p.item));
+        ? [await this.#store.enqueue(batch[0]!.item.message, batch[0]!.item.body)]
+        : await this.#store.enqueueMany(batch.map((p) => p.item));
     } catch (error) {
       // The COMMIT (or BEGIN) failed: none of the batch is stored.
       const failure = error instanceof Error ? error : new Error(String(error));

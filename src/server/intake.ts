@@ -24,9 +24,9 @@ import {
   type BodySource,
   type IncomingMessage,
   type IncomingRecipient,
-  type QueueStore,
+  type Queue,
   QuotaExceededError,
-} from "../queue/store.ts";
+} from "../queue/queue.ts";
 import type { RelayState } from "../relay_state.ts";
 import { type Mailbox, parseMailFrom, parseRcptTo } from "../smtp/address.ts";
 import { DataReader, dataRejection } from "../smtp/data_reader.ts";
@@ -76,7 +76,7 @@ import type { Handler, HandlerResult, Protocol } from "./session.ts";
 /** What an intake session needs from the relay. */
 export interface IntakeDeps {
   config: Config;
-  store: QueueStore;
+  store: Queue;
   state: RelayState;
   logger: Logger;
   spoolDir: string;
@@ -249,7 +249,7 @@ export class IntakeProtocol implements Protocol {
     return { reply: C250SenderOk };
   }
 
-  #rcpt(arg: string): HandlerResult {
+  async #rcpt(arg: string): Promise<HandlerResult> {
     const tx = this.#tx;
     if (!tx) return { reply: C503NeedMail };
     try {
@@ -265,10 +265,12 @@ export class IntakeProtocol implements Protocol {
       // the relay's own postmaster mailbox (src/queue/postmaster.ts forwards it to an outside
       // postmasterAddress).
       const target = path.domain === ""
-        ? this.#postmaster()
+        ? await this.#queueRead(() => this.#postmaster())
         : { address: path.address, domain: path.domainKey, localPart: path.localPart };
       // The store knows the postmaster mailbox too: always there, bounded by its quota (452 4.2.2).
-      const verdict = this.#deps.store.recipientVerdict(target.domain, target.localPart, tx.params.size ?? 0);
+      const verdict = await this.#queueRead(() =>
+        this.#deps.store.recipientVerdict(target.domain, target.localPart, tx.params.size ?? 0)
+      );
       if (verdict === "unknown-domain") throw this.#reject(C550RelayDenied, "relay-denied");
       if (verdict === "unknown-mailbox") throw this.#reject(C550UnknownRecipient, "unknown-mailbox");
       if (verdict === "over-quota") throw this.#reject(C452QuotaExceeded, "over-quota");
@@ -289,16 +291,30 @@ export class IntakeProtocol implements Protocol {
   }
 
   /** Where a bare `<Postmaster>` goes: postmasterAddress in a hosted domain, else the local mailbox. */
-  #postmaster(): { address: string; domain: string; localPart: string } {
+  async #postmaster(): Promise<{ address: string; domain: string; localPart: string }> {
     const address = this.#deps.config.postmasterAddress;
     const at = address?.lastIndexOf("@") ?? -1;
     const domain = at > 0 ? canonicalDomain(address!.slice(at + 1)) : null;
-    if (address && domain !== null && this.#deps.store.hasDomain(domain)) {
+    if (address && domain !== null && await this.#deps.store.hasDomain(domain)) {
       // The A-label form: a U-label would make an ASCII message need SMTPUTF8 (RFC 6531 3.2).
       const localPart = address.slice(0, at);
       return { address: `${localPart}@${domain}`, domain, localPart };
     }
     return { address: "Postmaster", domain: POSTMASTER_MAILBOX, localPart: "Postmaster" };
+  }
+
+  /**
+   * A queue read at RCPT time. When the queue cannot answer (the database is unreachable), the
+   * recipient gets 451 4.3.0 and the session goes on: the sender retries later (RFC 5321 4.2.5, 4xx).
+   */
+  async #queueRead<T>(read: () => Promise<T>): Promise<T> {
+    try {
+      return await read();
+    } catch (error) {
+      if (error instanceof SmtpError) throw error;
+      this.#deps.logger.error("queue unavailable at RCPT", { error: String(error) });
+      throw this.#reject(C451LocalError, "queue-unavailable");
+    }
   }
 
   #reject(reply: Reply, reason: string): SmtpError {
@@ -425,7 +441,7 @@ export class IntakeProtocol implements Protocol {
       try {
         // The commit fsyncs (WAL + synchronous=FULL); only after it may we say 250 (RFC 5321 4.1.1.4).
         const commit = this.#deps.commit ??
-          ((m: IncomingMessage, b: BodySource) => Promise.resolve(store.enqueue(m, b)));
+          ((m: IncomingMessage, b: BodySource) => store.enqueue(m, b));
         submitted = true;
         id = await commit({
           mailFrom: tx.from?.address ?? "",

@@ -25,8 +25,7 @@ import { type Clock, systemClock } from "../clock.ts";
 import type { Config } from "../config/fields.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Connection } from "../net/connection.ts";
-import type { DomainLeases } from "../queue/leases.ts";
-import type { Account, QueueStore } from "../queue/store.ts";
+import type { Account, DomainLeaseTable, Queue } from "../queue/queue.ts";
 import type { RelayState } from "../relay_state.ts";
 import { buildEhloReply, WATCH_KEYWORD } from "../smtp/ehlo.ts";
 import { parseAtrnDomains } from "../smtp/domain.ts";
@@ -86,20 +85,20 @@ export interface TurnedSession {
   cid: string;
   username: string;
   /** Extends the lease on the session's domains; false when another session holds them now. */
-  renewLease(): boolean;
+  renewLease(): Promise<boolean>;
   /** The granted domains deliverable now (holds read again); null when the account may no longer collect. */
-  currentDomains(): string[] | null;
+  currentDomains(): Promise<string[] | null>;
   /** Marks the session as waiting with nothing in flight (a watch), or delivering again. */
-  setIdle(waiting: boolean): void;
+  setIdle(waiting: boolean): Promise<void>;
 }
 
 /** What an ODMR session needs from the relay. */
 export interface OdmrDeps {
   config: Config;
-  store: QueueStore;
+  store: Queue;
   state: RelayState;
   logger: Logger;
-  leases: DomainLeases;
+  leases: DomainLeaseTable;
   throttle: AuthThrottle;
   /** ATRN commands per account (config `atrnMaxPerMinute`). */
   atrnRateLimit: SlidingWindowLimit;
@@ -248,9 +247,9 @@ export class OdmrProtocol implements Protocol {
   // ------------------------------------------------------------------- ATRN
 
   /** RFC 2645 5.2.1: when access cannot be checked now (database busy or failing), 451. */
-  #atrnOr451(arg: string): HandlerResult {
+  async #atrnOr451(arg: string): Promise<HandlerResult> {
     try {
-      return this.#atrn(arg);
+      return await this.#atrn(arg);
     } catch (error) {
       if (error instanceof SmtpError) throw error;
       this.#deps.logger.error("ATRN failed", { error: String(error) });
@@ -258,7 +257,7 @@ export class OdmrProtocol implements Protocol {
     }
   }
 
-  #atrn(arg: string): HandlerResult {
+  async #atrn(arg: string): Promise<HandlerResult> {
     const { store, leases, config, logger, state } = this.#deps;
     // RFC 2645 5.2.1 / 7: ATRN before AUTH MUST be refused with 530.
     const account = this.#account;
@@ -272,12 +271,12 @@ export class OdmrProtocol implements Protocol {
     const startedAt = this.#now();
     // RFC 2645 5.2.1: comma-separated domains; none means every domain of the account.
     const requested = parseAtrnDomains(arg, { maxDomains: config.atrnMaxDomains });
-    const owned = new Map(store.domainsOfAccount(account.id).map((d) => [d.name, d]));
+    const owned = new Map((await store.domainsOfAccount(account.id)).map((d) => [d.name, d]));
     const domains = requested.length > 0 ? requested : [...owned.keys()];
     // Every ATRN, refused or turned, goes into the session history (for /status and metrics).
-    const save = (report: Omit<DeliveryReport, "outcome"> & { outcome: AtrnOutcome }) => {
+    const save = async (report: Omit<DeliveryReport, "outcome"> & { outcome: AtrnOutcome }) => {
       state.atrnSessions.inc(report.outcome);
-      store.recordAtrnSession({
+      await store.recordAtrnSession({
         accountId: account.id,
         username: account.username,
         domains,
@@ -288,12 +287,14 @@ export class OdmrProtocol implements Protocol {
         ...report,
       });
     };
-    const record = (outcome: "no-mail" | "refused" | "busy", reply: Reply, detail: string) => {
+    const record = async (outcome: "no-mail" | "refused" | "busy", reply: Reply, detail: string) => {
       // Only sessions that turned become history rows: a poll that found no mail is remembered as the
       // domains' last poll, and refused or busy polls only in the log and the metrics, so a customer
       // polling hard cannot grow the database (docs/security.md).
       state.atrnSessions.inc(outcome);
-      if (outcome === "no-mail") store.recordPoll(account.id, domains, this.#conn.remoteAddress, this.#now());
+      if (outcome === "no-mail") {
+        await store.recordPoll(account.id, domains, this.#conn.remoteAddress, this.#now());
+      }
       logger.info("atrn", {
         user: account.username,
         domains: domains.slice(0, 10).join(",") + (domains.length > 10 ? ",..." : ""),
@@ -306,17 +307,26 @@ export class OdmrProtocol implements Protocol {
     // RFC 2645 5.2.1: one domain the identity may not access refuses the WHOLE request, and the
     // text is the same whether the domain is someone else's or unknown (no enumeration).
     if (domains.length === 0 || domains.some((d) => !owned.has(d))) {
-      return record("refused", C450AtrnRefused, "domain not owned or unknown");
+      return await record("refused", C450AtrnRefused, "domain not owned or unknown");
     }
     const deliverable = domains.filter((d) => !owned.get(d)!.hold);
     // An index probe per domain: the answer comes in milliseconds (fetchmail gives up at 300 s).
     // A customer that asked to watch gets the turn even with nothing queued: it waits for new mail.
-    if (!this.#watchRequested && !store.hasQueuedMail(deliverable)) {
-      return record("no-mail", C453NoMail, "no queued mail");
+    if (!this.#watchRequested && !(await store.hasQueuedMail(deliverable))) {
+      return await record("no-mail", C453NoMail, "no queued mail");
     }
     const owner = this.#cid;
-    if (!leases.tryAcquire(domains, owner, config.atrnSessionTimeout + 60_000)) {
-      return record("busy", C451AtrnUnavailable, "domain busy in another session");
+    // After the turn nothing can be answered any more: a queue that fails now is only logged (a lease
+    // that cannot be released expires by itself).
+    const bestEffort = async (work: Promise<unknown>, what: string) => {
+      try {
+        await work;
+      } catch (error) {
+        logger.error(`${what} failed`, { error: String(error) });
+      }
+    };
+    if (!(await leases.tryAcquire(domains, owner, config.atrnSessionTimeout + 60_000))) {
+      return await record("busy", C451AtrnUnavailable, "domain busy in another session");
     }
     const run = async () => {
       const sessionLogger = logger.child({ atrn: domains.join(",") });
@@ -326,11 +336,11 @@ export class OdmrProtocol implements Protocol {
           cid: owner,
           username: account.username,
           renewLease: () => leases.tryAcquire(domains, owner, config.atrnSessionTimeout + 60_000),
-          currentDomains: () => {
-            const now = store.findAccount(account.username);
+          currentDomains: async () => {
+            const now = await store.findAccount(account.username);
             if (!now || now.disabled || now.id !== account.id) return null;
             const open = new Set(
-              store.domainsOfAccount(account.id).filter((d) => !d.hold).map((d) => d.name),
+              (await store.domainsOfAccount(account.id)).filter((d) => !d.hold).map((d) => d.name),
             );
             return domains.filter((d) => open.has(d));
           },
@@ -340,25 +350,28 @@ export class OdmrProtocol implements Protocol {
         sessionLogger.error("delivery failed", { error: String(error) });
         report = { delivered: 0, deferred: 0, failed: 0, outcome: "error", detail: "internal error" };
       } finally {
-        leases.release(owner);
+        await bestEffort(leases.release(owner), "releasing the domain lease");
       }
       state.recipients.inc("delivered", report.delivered);
       state.recipients.inc("deferred", report.deferred);
       state.recipients.inc("failed", report.failed);
-      save(report);
+      await bestEffort(save(report), "recording the ATRN session");
       sessionLogger.info("atrn session ended", { ...report, user: account.username });
       await this.#conn.close();
     };
     // The 250 could not be written (the customer is gone): free the domains at once and record it.
     const abandon = () => {
-      leases.release(owner);
-      save({
-        delivered: 0,
-        deferred: 0,
-        failed: 0,
-        outcome: "error",
-        detail: "connection lost before the turn",
-      });
+      void bestEffort(leases.release(owner), "releasing the domain lease");
+      void bestEffort(
+        save({
+          delivered: 0,
+          deferred: 0,
+          failed: 0,
+          outcome: "error",
+          detail: "connection lost before the turn",
+        }),
+        "recording the ATRN session",
+      );
     };
     return { reply: C250AtrnReversing, effect: { kind: "turn", run, abandon } };
   }

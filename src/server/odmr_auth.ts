@@ -9,7 +9,7 @@
 import type { Config } from "../config/fields.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Connection } from "../net/connection.ts";
-import type { Account, QueueStore } from "../queue/store.ts";
+import type { Account, Queue } from "../queue/queue.ts";
 import type { RelayState } from "../relay_state.ts";
 import {
   C235AuthSucceeded,
@@ -43,7 +43,7 @@ const ENCODER = new TextEncoder();
 /** What the AUTH exchange needs from the relay. */
 export interface OdmrAuthDeps {
   config: Pick<Config, "hostname">;
-  store: Pick<QueueStore, "findAccount">;
+  store: Pick<Queue, "findAccount">;
   state: Pick<RelayState, "authFailures">;
   logger: Logger;
   throttle: AuthThrottle;
@@ -173,7 +173,15 @@ export class OdmrAuthentication {
     const delay = throttle.delayMsFor(ip, username);
     if (delay > 0) await (this.#deps.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms))))(delay);
     if (throttle.isLocked(username, ip)) return this.#failed(username, "locked", delay);
-    const account = this.#deps.store.findAccount(username);
+    let account: Account | null;
+    try {
+      account = await this.#deps.store.findAccount(username);
+    } catch (error) {
+      // The accounts cannot be read now (database unreachable): a temporary failure, try again later
+      // (RFC 4954 6: 454 4.7.0), not a failed attempt that counts towards a lockout.
+      this.#deps.logger.error("AUTH: accounts unavailable", { error: String(error) });
+      return { reply: C454AuthTemporaryFailure };
+    }
     const ok = await check(account);
     const refusal = !account ? "unknown-user" : !ok ? "bad-secret" : account.disabled ? "disabled" : null;
     if (refusal) return this.#failed(username, refusal, delay);

@@ -6,14 +6,14 @@
 import type { Config } from "../config/fields.ts";
 import { deliverQueued } from "../client/deliver_session.ts";
 import type { Logger } from "../log/logger.ts";
-import type { QueueStore } from "../queue/store.ts";
+import type { DeliveryQueue } from "../client/deliver_session.ts";
 import type { Deliver } from "./odmr.ts";
 import type { WatchSessions } from "./watch_sessions.ts";
 
 /** Builds the delivery function the ODMR protocol calls at the turn. */
 export function makeDeliver(deps: {
   config: Config;
-  store: QueueStore;
+  store: DeliveryQueue;
   logger: Logger;
   /** Push delivery (`pull --watch`); absent: every session ends once the queue is drained. */
   watch?: WatchSessions;

@@ -5,6 +5,7 @@ import { deliverQueued, type DeliverResult, type DeliveryConfig } from "../../sr
 import type { QueueStore } from "../../src/queue/store.ts";
 import { type FakeScript, type FakeSession, sleep, startFakeCustomer } from "../support/fake_customer.ts";
 import { bytes, customerStore, DOMAIN, enqueue, queueState, testConfig, textBody } from "./_helpers.ts";
+import { SqliteQueue } from "../../src/queue/sqlite_queue.ts";
 
 /** Runs one delivery session against a fake customer with `script`. */
 async function run(
@@ -23,7 +24,7 @@ async function run(
     }
     const options: Parameters<typeof deliverQueued>[0] = {
       conn,
-      store,
+      store: new SqliteQueue(store),
       domains: extra.domains ?? [DOMAIN],
       hostname: "relay.test",
       config: testConfig(config),

@@ -15,6 +15,7 @@ import { LineConnection } from "../../src/net/line_connection.ts";
 import { makeTestCert } from "../support/certs.ts";
 import { sleep } from "../support/fake_customer.ts";
 import { customerStore, DOMAIN, enqueue, testConfig } from "./_helpers.ts";
+import { SqliteQueue } from "../../src/queue/sqlite_queue.ts";
 
 const TLS_APPLICATION_DATA = 23;
 
@@ -140,7 +141,7 @@ async function drainOverTls(lineRelay: boolean, pipelining: "auto" | "always" | 
     const conn = new LineConnection(socket, { closeGraceMs: 200 });
     const result = await deliverQueued({
       conn,
-      store,
+      store: new SqliteQueue(store),
       domains: [DOMAIN],
       hostname: "relay.test",
       config: testConfig({ atrnPipelining: pipelining }),

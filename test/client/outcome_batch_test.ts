@@ -11,6 +11,7 @@ import { Logger } from "../../src/log/logger.ts";
 import type { QueueStore } from "../../src/queue/store.ts";
 import { type FakeScript, type FakeSession, sleep, startFakeCustomer } from "../support/fake_customer.ts";
 import { customerStore, DOMAIN, enqueue, queueState, testConfig, textBody } from "./_helpers.ts";
+import { SqliteQueue } from "../../src/queue/sqlite_queue.ts";
 
 type Extra = Partial<Pick<DeliverOptions, "outcomeBatch" | "logger" | "pageSize">> & {
   pipelining?: "never" | "always";
@@ -26,7 +27,7 @@ async function run(
     const { conn, session } = await fake.connect();
     const options: DeliverOptions = {
       conn,
-      store,
+      store: new SqliteQueue(store),
       domains: [DOMAIN],
       hostname: "relay.test",
       config: testConfig({ atrnPipelining: extra.pipelining ?? "never" }),

@@ -5,6 +5,7 @@ import { choosePipelining, PacedReplyDetector } from "../../src/client/pipelinin
 import { type ClientTimeouts, SmtpClient } from "../../src/client/smtp_client.ts";
 import { type FakeScript, startFakeCustomer } from "../support/fake_customer.ts";
 import { customerStore, DOMAIN, enqueue, queueState, testConfig, textBody } from "./_helpers.ts";
+import { SqliteQueue } from "../../src/queue/sqlite_queue.ts";
 
 const timeouts: ClientTimeouts = {
   greetingMs: 2000,
@@ -102,7 +103,7 @@ describe("pipelined transactions (RFC 2920)", () => {
       const { conn, session } = await fake.connect();
       const result = await deliverQueued({
         conn,
-        store,
+        store: new SqliteQueue(store),
         domains: [DOMAIN],
         hostname: "relay.test",
         config: testConfig({ atrnPipelining: "always" }),
@@ -140,7 +141,7 @@ describe("pipelined transactions (RFC 2920)", () => {
       const { conn, session } = await fake.connect();
       const result = await deliverQueued({
         conn,
-        store,
+        store: new SqliteQueue(store),
         domains: [DOMAIN],
         hostname: "relay.test",
         config: testConfig({ atrnPipelining: "always" }),
@@ -171,7 +172,7 @@ describe("pipelined transactions (RFC 2920)", () => {
       const { conn, session } = await fake.connect();
       const result = await deliverQueued({
         conn,
-        store,
+        store: new SqliteQueue(store),
         domains: [DOMAIN],
         hostname: "relay.test",
         config: testConfig({ atrnPipelining: "always" }),
@@ -208,7 +209,7 @@ describe("auto mode against a customer that paces its replies (one write each, N
       const { conn, session } = await fake.connect();
       const result = await deliverQueued({
         conn,
-        store,
+        store: new SqliteQueue(store),
         domains: [DOMAIN],
         hostname: "relay.test",
         config: testConfig({ atrnPipelining: mode }),

@@ -4,6 +4,7 @@ import { deliverQueued } from "../../src/client/deliver_session.ts";
 import { LineConnection } from "../../src/net/line_connection.ts";
 import { hasSmtpSink, SMTP_SINK, startSmtpSink } from "./_smtp_sink.ts";
 import { customerStore, DOMAIN, enqueue, testConfig, textBody } from "./_helpers.ts";
+import { SqliteQueue } from "../../src/queue/sqlite_queue.ts";
 
 const skip = hasSmtpSink() ? false : `${SMTP_SINK} is missing (apt-get install postfix)`;
 
@@ -25,7 +26,7 @@ describe("interop with Postfix smtp-sink", () => {
         const conn = new LineConnection(await sink.connect());
         const result = await deliverQueued({
           conn,
-          store,
+          store: new SqliteQueue(store),
           domains: [DOMAIN],
           hostname: "relay.test",
           config: testConfig({

@@ -6,6 +6,7 @@ import type { QueueStore } from "../../src/queue/store.ts";
 import { RelayState } from "../../src/relay_state.ts";
 import { bodyOf, incoming, tempStore, testSecrets } from "../support/store.ts";
 import { ManualClock } from "../../src/clock.ts";
+import { SqliteQueue } from "../../src/queue/sqlite_queue.ts";
 
 /** The token the tests configure when they configure one. */
 export const TOKEN = "s3cret-token-for-tests";
@@ -117,7 +118,7 @@ export function appFor(
   options: { token?: string | null; listenerIsLoopback?: boolean } = {},
 ) {
   return createApp({
-    store: s.store,
+    store: new SqliteQueue(s.store),
     state: s.state,
     logger: new Logger({ level: "info", sink: (line) => s.logLines.push(line) }),
     token: options.token ?? null,

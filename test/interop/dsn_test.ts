@@ -176,7 +176,7 @@ describe("DSNs to the sender's MX, found through DNS", () => {
       "sender@remote.test",
     );
     relay.store.bounceMessage(id, "Returned by the administrator: the domain is moving");
-    await relay.relay.reporting.reportFailures();
+    await relay.relay.reporting!.reportFailures();
     await waitFor(() => mx.messages.length === before + 1 && queueIsEmpty(relay), "the bounce DSN");
     const text = mx.messages.at(-1)!.data;
     assert.match(text, /administrator/i);
@@ -239,7 +239,7 @@ describe("DSNs that cannot be delivered yet", () => {
       clock.advance(10 * 60_000);
       const second = await startTestRelay({ dataDir, config, clock }, []);
       try {
-        await second.relay.outbound.worker.runDue();
+        await second.relay.outbound!.worker.runDue();
         await waitFor(() => mx!.messages.length === 1 && queueIsEmpty(second), "the DSN after the restart");
       } finally {
         await second.stop();
@@ -275,10 +275,10 @@ describe("DSNs that cannot be delivered yet", () => {
       await collect(relay, () => "550 5.1.1 gone");
       await waitFor(() => outboundRows(relay)[0]?.attempts === 1, "the first attempt to time out");
       clock.advance(2 * 60_000); // the first retry is due after a minute
-      await relay.relay.outbound.worker.runDue();
+      await relay.relay.outbound!.worker.runDue();
       assert.equal(outboundRows(relay)[0]?.attempts, 2, "retried, still queued");
       clock.advance(3_600_000); // past dsnLifetime
-      await relay.relay.outbound.worker.runDue();
+      await relay.relay.outbound!.worker.runDue();
       assert.ok(queueIsEmpty(relay), "dropped");
       assert.ok(relay.logs.some((l) => l.includes("outbound dropped: lifetime over")), "with a log line");
     } finally {
@@ -312,7 +312,7 @@ describe("delay warnings, expiry and the customer notice (injected clock)", () =
     const hour = 3_600_000;
     const run = async () => {
       await relay.relay.housekeeping.tick();
-      await relay.relay.outbound.worker.runDue();
+      await relay.relay.outbound!.worker.runDue();
     };
     try {
       relay.store.database.raw.prepare("UPDATE domains SET notify_address = ? WHERE name = 'example.test'")
@@ -526,7 +526,7 @@ describe("DSN edge cases", () => {
       await receive(relay, "sender@remote.test", ["x@a.test", "y@b.test"]);
       clock.advance(25 * hour);
       await relay.relay.housekeeping.tick();
-      await relay.relay.outbound.worker.runDue();
+      await relay.relay.outbound!.worker.runDue();
       assert.equal(mx.messages.length, before + 1, "one warning covers both domains");
       assert.equal(
         fields(mx.messages.at(-1)!.data).filter((l) => l.startsWith("Final-Recipient:")).length,
@@ -548,7 +548,7 @@ describe("DSN edge cases", () => {
     try {
       clock.advance(hour);
       await again.relay.housekeeping.tick();
-      await again.relay.outbound.worker.runDue();
+      await again.relay.outbound!.worker.runDue();
       assert.equal(mx.messages.length, before + 1, "no second warning for a step already passed");
     } finally {
       await again.stop();
@@ -649,12 +649,12 @@ describe("a smarthost that refuses our credentials", () => {
         const id = enqueue(relay.store, [`b${i}@example.test`], "Subject: x\r\n\r\nx\r\n", "s@far.test");
         relay.store.bounceMessage(id, "test");
       }
-      await relay.relay.reporting.reportFailures();
-      await relay.relay.outbound.worker.runDue();
-      await relay.relay.outbound.worker.runDue();
+      await relay.relay.reporting!.reportFailures();
+      await relay.relay.outbound!.worker.runDue();
+      await relay.relay.outbound!.worker.runDue();
       assert.equal(mx.sessions.length, 1, "one failed login, then the others wait");
       clock.advance(2 * 60_000);
-      await relay.relay.outbound.worker.runDue();
+      await relay.relay.outbound!.worker.runDue();
       assert.equal(mx.sessions.length, 2, "one probe after the backoff");
       assert.equal(outboundRows(relay).length, 6, "nothing lost");
     } finally {

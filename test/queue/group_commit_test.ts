@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { GroupCommitter } from "../../src/queue/group_commit.ts";
 import { concat } from "../../src/queue/spool.ts";
 import { bodyOf, incoming, tempStore, testSecrets } from "../support/store.ts";
+import { SqliteQueue } from "../../src/queue/sqlite_queue.ts";
 
 function seeded() {
   const { store } = tempStore();
@@ -46,7 +47,7 @@ test("enqueueMany isolates a failing message in its savepoint; the others commit
 
 test("concurrent enqueues share commits and each resolves with its own id", async () => {
   const store = seeded();
-  const committer = new GroupCommitter(store);
+  const committer = new GroupCommitter(new SqliteQueue(store));
   const ids = await Promise.all(
     Array.from(
       { length: 40 },
@@ -63,7 +64,7 @@ test("concurrent enqueues share commits and each resolves with its own id", asyn
 
 test("a failing message in a group rejects only its own promise", async () => {
   const store = seeded();
-  const committer = new GroupCommitter(store);
+  const committer = new GroupCommitter(new SqliteQueue(store));
   const results = await Promise.allSettled([
     committer.enqueue(incoming("s@x.test", ["u1@a.test"]), bodyOf("ok\r\n")),
     committer.enqueue(incoming("s@x.test", ["u2@a.test"]), broken),
@@ -75,7 +76,7 @@ test("a failing message in a group rejects only its own promise", async () => {
 
 test("a failed COMMIT rejects the whole group and stores nothing", async () => {
   const store = seeded();
-  const committer = new GroupCommitter(store);
+  const committer = new GroupCommitter(new SqliteQueue(store));
   // A second connection holding the write lock makes BEGIN IMMEDIATE fail after busy_timeout.
   store.database.raw.exec("PRAGMA busy_timeout = 50");
   const { DatabaseSync } = await import("node:sqlite");
@@ -93,7 +94,7 @@ test("a failed COMMIT rejects the whole group and stores nothing", async () => {
 
 test("messages from sessions still in DATA wait briefly and share one commit", async () => {
   const store = seeded();
-  const committer = new GroupCommitter(store, { maxWaitMs: 1000 });
+  const committer = new GroupCommitter(new SqliteQueue(store), { maxWaitMs: 1000 });
   for (let i = 0; i < 3; i++) committer.beginData();
   const first = committer.enqueue(incoming("s@x.test", ["u1@a.test"]), bodyOf("1\r\n"), { fromData: true });
   await new Promise((r) => setTimeout(r, 20));
@@ -107,7 +108,7 @@ test("messages from sessions still in DATA wait briefly and share one commit", a
 
 test("a lone sender is committed without waiting for the timer", async () => {
   const store = seeded();
-  const committer = new GroupCommitter(store, { maxWaitMs: 60_000 });
+  const committer = new GroupCommitter(new SqliteQueue(store), { maxWaitMs: 60_000 });
   committer.beginData();
   await committer.enqueue(incoming("s@x.test", ["u@a.test"]), bodyOf("x\r\n"), { fromData: true });
   assert.equal(committer.commits, 1);

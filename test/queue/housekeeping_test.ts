@@ -3,8 +3,9 @@ import assert from "node:assert/strict";
 import { EXPIRED_TEXT, expireRecipients, pruneAtrnHistory } from "../../src/queue/housekeeping.ts";
 import { bodyOf, incoming, tempStore, testSecrets } from "../support/store.ts";
 import { ManualClock } from "../../src/clock.ts";
+import { SqliteQueue } from "../../src/queue/sqlite_queue.ts";
 
-test("recipients older than the lifetime (or the domain's override) are failed with 4.4.7", () => {
+test("recipients older than the lifetime (or the domain's override) are failed with 4.4.7", async () => {
   const clock = new ManualClock(0);
   const { store } = tempStore(clock);
   store.addAccount("alice", testSecrets("secret"));
@@ -17,15 +18,19 @@ test("recipients older than the lifetime (or the domain's override) are failed w
   clock.set(8_000);
   // Lifetime 6 s: the first a.test recipient (age 8 s) expires, the second (age 3 s) does not;
   // short.test's 1 s override expires its recipient too.
-  const expired = expireRecipients(store, 6_000, clock);
+  const expired = await expireRecipients(new SqliteQueue(store), 6_000, clock);
   assert.deepEqual(Object.fromEntries(expired), { "a.test": 1, "short.test": 1 });
   const rcpts = store.getMessage(old)!.recipients;
   assert.ok(rcpts.every((r) => r.status === "failed" && r.lastText === EXPIRED_TEXT));
   assert.equal(store.totals().queuedRecipients, 1);
-  assert.equal(expireRecipients(store, 6_000, clock).size, 0, "a second pass finds nothing");
+  assert.equal(
+    (await expireRecipients(new SqliteQueue(store), 6_000, clock)).size,
+    0,
+    "a second pass finds nothing",
+  );
 });
 
-test("ATRN history older than the retention is pruned", () => {
+test("ATRN history older than the retention is pruned", async () => {
   const clock = new ManualClock(0);
   const { store } = tempStore(clock);
   const record = (startedAt: number) =>
@@ -46,6 +51,6 @@ test("ATRN history older than the retention is pruned", () => {
   record(1_000);
   record(50_000);
   clock.set(60_000);
-  assert.equal(pruneAtrnHistory(store, 20_000, clock), 1);
+  assert.equal(await pruneAtrnHistory(new SqliteQueue(store), 20_000, clock), 1);
   assert.equal(store.recentAtrnSessions(10).length, 1);
 });

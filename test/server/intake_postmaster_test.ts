@@ -74,7 +74,7 @@ test("an outside postmasterAddress: bare <Postmaster> mail is forwarded through 
   try {
     await mailThePostmaster(relay.smtpPort, "abuse report");
     await relay.relay.housekeeping.tick();
-    await relay.relay.outbound.worker.runDue();
+    await relay.relay.outbound!.worker.runDue();
     assert.equal(mx.messages.length, 1);
     assert.deepEqual(mx.messages[0]!.rcpts, ["noc@ops.test"]);
     assert.match(mx.messages[0]!.mail, /^MAIL FROM:<a@remote\.test>/);
@@ -106,8 +106,8 @@ test("a forward the outside postmasterAddress refuses is reported to its sender"
   try {
     await mailThePostmaster(relay.smtpPort, "abuse report");
     await relay.relay.housekeeping.tick();
-    await relay.relay.outbound.worker.runDue();
-    await relay.relay.outbound.worker.runDue();
+    await relay.relay.outbound!.worker.runDue();
+    await relay.relay.outbound!.worker.runDue();
     const dsn = mx.messages.find((m) => m.rcpts[0] === "a@remote.test");
     assert.ok(dsn, "the sender was told");
     assert.match(dsn.data, /Diagnostic-Code: smtp; 550 5\.1\.1 no such user/);

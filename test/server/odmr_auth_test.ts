@@ -18,6 +18,7 @@ import { generateSecret, hashPassword, makeDummyHash } from "../../src/server/sa
 import type { Effect, HandlerResult } from "../../src/server/session.ts";
 import { formatReply } from "../../src/smtp/reply.ts";
 import { tempStore } from "../support/store.ts";
+import { SqliteQueue } from "../../src/queue/sqlite_queue.ts";
 
 const HOST = "mx.relay.test";
 const IP = "192.0.2.7";
@@ -58,7 +59,7 @@ async function setup(options: AuthThrottleOptions = {}): Promise<Harness> {
   let successes = 0;
   const deps: OdmrAuthDeps = {
     config: { hostname: HOST },
-    store,
+    store: new SqliteQueue(store),
     state,
     logger: silentLogger(),
     throttle,

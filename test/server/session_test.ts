@@ -16,7 +16,7 @@ async function openSession(port: number): Promise<TranscriptPeer> {
   return peer;
 }
 
-test("a handler that throws: 421 4.3.0 and close for that connection only; the relay keeps serving", async () => {
+test("a queue that fails at RCPT: 451 4.3.0 for that recipient; the session and the relay go on", async () => {
   const relay = await startTestRelay({ odmr: false });
   const store = relay.store as unknown as { recipientVerdict: (...args: unknown[]) => unknown };
   const real = store.recipientVerdict.bind(store);
@@ -27,9 +27,12 @@ test("a handler that throws: 421 4.3.0 and close for that connection only; the r
       throw new Error("a bug");
     };
     await victim.sendLine("RCPT TO:<u@example.test>");
-    await victim.expect("421 4.3.0 *");
-    await victim.expectClose();
+    await victim.expect("451 4.3.0 *");
     store.recipientVerdict = real;
+    // The same session retries the recipient once the queue answers again.
+    await victim.sendLine("RCPT TO:<u@example.test>");
+    await victim.expect("250 *");
+    victim.close();
     // The other session, opened before, goes on; and a new one works.
     await bystander.sendLine("RCPT TO:<u@example.test>");
     await bystander.expect("250 *");
@@ -38,7 +41,7 @@ test("a handler that throws: 421 4.3.0 and close for that connection only; the r
     await fresh.sendLine("RCPT TO:<u@example.test>");
     await fresh.expect("250 *");
     fresh.close();
-    assert.ok(relay.logs.some((l) => l.includes("session failed") && l.includes("a bug")));
+    assert.ok(relay.logs.some((l) => l.includes("queue unavailable at RCPT") && l.includes("a bug")));
   } finally {
     store.recipientVerdict = real;
     await relay.stop();

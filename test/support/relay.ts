@@ -12,6 +12,7 @@ import type { Config, ConfigKey } from "../../src/config/fields.ts";
 import { loadConfig } from "../../src/config/load.ts";
 import { Logger } from "../../src/log/logger.ts";
 import type { QueueStore } from "../../src/queue/store.ts";
+import { SqliteQueue } from "../../src/queue/sqlite_queue.ts";
 import { type Relay, type RelayOptions, startRelay } from "../../src/relay.ts";
 import type { SmtpService } from "../../src/server/smtp_service.ts";
 import type { TestCert } from "./certs.ts";
@@ -134,7 +135,9 @@ export async function startTestRelay(
     ...(options.authThrottle ? { authThrottle: options.authThrottle } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
   });
-  const store = relay.store;
+  // These test relays run on the embedded queue: seed and inspect it synchronously.
+  if (!(relay.queue instanceof SqliteQueue)) throw new Error("startTestRelay runs on the SQLite queue");
+  const store = relay.queue.store;
   for (const account of seed) {
     store.addAccount(account.username, testSecrets(account.password));
     if (account.disabled) store.setAccountDisabled(account.username, true);

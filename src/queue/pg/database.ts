@@ -1,0 +1,112 @@
+/**
+ * The PostgreSQL connection of the shared queue: one `pg.Pool` (docs/postgres_driver.md: why `pg`),
+ * with the settings every statement relies on, and one way to run a transaction.
+ *
+ * - `synchronous_commit = on` for every session: a COMMIT returns only once the WAL is flushed (on the
+ *   primary, and on a synchronous standby when the operator configured one), so the 250 after DATA is
+ *   sent only for mail that survives a crash (RFC 5321 4.1.1.4).
+ * - `int8` (bigint) columns are read as JavaScript numbers: ids, times in ms and sizes all stay far
+ *   below 2^53.
+ * - Every pooled client has an 'error' listener (the pool's): a server that goes away must not kill
+ *   the process (Deno ends it on an unhandled 'error' event, docs/postgres_driver.md).
+ *
+ * @module
+ */
+import pg from "pg";
+
+/** The pg types parser for `int8` (OID 20): numbers, not strings. */
+const INT8_OID = 20;
+
+/** A client or the pool: anything that runs a query. */
+export type Queryable = Pick<pg.PoolClient, "query">;
+
+/** Options of {@linkcode openPostgres}. */
+export interface PostgresOptions {
+  /** Most connections this node opens (config `databasePoolSize`). */
+  poolSize?: number;
+  /** How long to wait for a connection from the pool or the server, ms. */
+  connectTimeoutMs?: number;
+  /** Called with errors of idle clients (the server closed them); the pool replaces them. */
+  onIdleError?: (error: Error) => void;
+  /** PEM CA for verify-full TLS when the URL has sslmode=verify-full and no sslrootcert (tests). */
+  ca?: string;
+}
+
+/** An open PostgreSQL queue database. */
+export class PostgresDatabase {
+  readonly pool: pg.Pool;
+  /** The URL without its password, for logs and /status. */
+  readonly location: string;
+
+  constructor(url: string, options: PostgresOptions = {}) {
+    this.location = redactUrl(url);
+    const types = {
+      getTypeParser: (oid: number, format?: string) =>
+        oid === INT8_OID ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format as "text"),
+    };
+    this.pool = new pg.Pool({
+      connectionString: url,
+      max: options.poolSize ?? 10,
+      connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+      // RFC 5321 4.1.1.4 durability: the commit is flushed before we answer 250.
+      options: "-c synchronous_commit=on",
+      types: types as pg.CustomTypesConfig,
+      ...(options.ca ? { ssl: { ca: options.ca, rejectUnauthorized: true } } : {}),
+    });
+    this.pool.on("error", (error) => options.onIdleError?.(error));
+  }
+
+  /** One statement on any pooled connection. */
+  async query<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    text: string,
+    values: unknown[] = [],
+  ): Promise<pg.QueryResult<R>> {
+    return await this.pool.query<R>(text, values);
+  }
+
+  /**
+   * Runs `fn` in one transaction on one connection: COMMIT when it resolves, ROLLBACK when it
+   * throws (and the error is rethrown). A connection that failed mid-transaction is destroyed, not
+   * returned to the pool.
+   */
+  async transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      await client.query("BEGIN");
+      const result = await fn(client);
+      await client.query("COMMIT");
+      return result;
+    } catch (error) {
+      try {
+        await client.query("ROLLBACK");
+      } catch (rollbackError) {
+        broken = rollbackError as Error;
+      }
+      throw error;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  /** Closes every connection. */
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+/** True for a `postgres://` or `postgresql://` URL (the `database` setting). */
+export function isPostgresUrl(url: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(url);
+}
+
+/** The URL with its password replaced by `***`. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return "postgres://(unparsable URL)";
+  }
+}
