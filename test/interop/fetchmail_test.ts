@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 /**
  * fetchmail interop (PROTOCOL.md Appendix A): Debian's real fetchmail with `proto ODMR` against the
  * in-process relay, relaying the reversed session into Postfix's real smtp-sink. After each run the
@@ -86,6 +87,8 @@ describe("fetchmail interop (proto ODMR into smtp-sink)", { skip: skip ?? false 
   // in doODMR (odmr.c) and exits 0. Asserted as observed; the 453 itself is checked in its output.
   it("no mail: 453, fetchmail exits 0 (its doODMR maps PS_NOMAIL to success)", async () => {
     const before = sink.count();
+    // The previous poll's history row is written once its session has ended (after fetchmail exits).
+    for (let i = 0; i < 200 && relay.relay.state.activeOdmrSessions > 0; i++) await sleep(10);
     const id0 = relay.store.recentAtrnSessions(1)[0]?.id;
     const r = await fetch({ domains: ["a.test"] });
     assert.equal(r.code, 0, r.output);
