@@ -7,7 +7,7 @@ import { join } from "node:path";
 export const root = new URL("..", import.meta.url).pathname;
 export const dist = join(root, "dist");
 
-/** Exits unless src/queue/migrations_bundle.ts matches migrations/: the binary carries the bundle. */
+/** Exits unless both migration bundles match migrations/sqlite/ and migrations/postgres/: the binary carries them. */
 export function checkMigrationsBundle() {
   const check = spawnSync(process.execPath, [join(root, "scripts/bundle_migrations.mjs"), "--check"], {
     stdio: "inherit",

@@ -5,9 +5,9 @@
  * - `SqliteQueue` (src/queue/sqlite_queue.ts): the embedded default, one SQLite file in `dataDir`. Its
  *   work is synchronous underneath (node:sqlite), so every method has done its work, committed, before
  *   it returns its promise; the group commit and prepared statements stay as they were.
- * - PostgreSQL (src/queue/pg/, in progress): several relay nodes sharing one database. Its intake,
- *   delivery and lease modules exist and are tested; the schema migrations and the composed class do
- *   not yet, so no setting selects it.
+ * - `PostgresQueue` (src/queue/pg/postgres_queue.ts): several relay nodes sharing one database. It passes
+ *   the same store suite as SQLite (test/queue/queue_suite.ts); no setting selects it yet, because the
+ *   reporting jobs (DSNs, outbound) still run on SQLite only.
  *
  * Every write method is one transaction, committed durably before its promise resolves (SQLite
  * synchronous=FULL; PostgreSQL synchronous_commit=on): the intake answers 250 only after `enqueue`

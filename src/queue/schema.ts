@@ -3,7 +3,7 @@
  *
  * Times are integer milliseconds since the epoch. Domain names are stored lower-case; local parts
  * keep their case (RFC 5321 2.4). Per-domain queue counters (`queued_recipients`, `queued_bytes`)
- * are kept by triggers (see migrations/0001_queue_counters.sql) so `/status` and `/metrics` never
+ * are kept by triggers (see migrations/sqlite/0001_queue_counters.sql) so `/status` and `/metrics` never
  * scan the queue.
  */
 import { sql } from "drizzle-orm";

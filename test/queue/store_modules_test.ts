@@ -161,6 +161,7 @@ const SQL_HOMES = new Set([
   "src/queue/accounts_store.ts",
   "src/queue/admin_store.ts",
   "src/queue/atrn_store.ts",
+  "src/queue/copy_to_postgres.ts",
   "src/queue/db.ts",
   "src/queue/delivery_store.ts",
   "src/queue/domains_store.ts",

@@ -95,6 +95,21 @@ export class PostgresDatabase {
   }
 }
 
+/** A statement with a name: pg prepares it once per connection and reuses the plan after that. */
+export interface NamedStatement {
+  name: string;
+  text: string;
+}
+
+/** Runs one named statement on a client or the pool. */
+export function runNamed<R extends pg.QueryResultRow>(
+  db: Queryable,
+  statement: NamedStatement,
+  values: unknown[],
+): Promise<pg.QueryResult<R>> {
+  return db.query<R>({ name: statement.name, text: statement.text, values });
+}
+
 /** True for a `postgres://` or `postgresql://` URL (the `database` setting). */
 export function isPostgresUrl(url: string): boolean {
   return /^postgres(ql)?:\/\//i.test(url);

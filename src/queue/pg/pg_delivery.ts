@@ -22,7 +22,7 @@ import type { Clock } from "../../clock.ts";
 import { Code451LocalError } from "../../smtp/codes.ts";
 import type { DeliverableMessage, RecipientOutcome } from "../delivery_store.ts";
 import { StoreError } from "../store_error.ts";
-import type { PostgresDatabase, Queryable } from "./database.ts";
+import { type PostgresDatabase, type Queryable, runNamed } from "./database.ts";
 
 /** Chunks fetched per query while reading a body: at most this many CHUNK_SIZE pieces in memory. */
 const BODY_BATCH_CHUNKS = 4;
@@ -96,15 +96,6 @@ const STATEMENTS = {
   },
 } as const;
 
-/** Runs one named (prepared once per connection) statement. */
-function run<R extends pg.QueryResultRow>(
-  db: Queryable,
-  statement: { name: string; text: string },
-  values: unknown[],
-): Promise<pg.QueryResult<R>> {
-  return db.query<R>({ name: statement.name, text: statement.text, values });
-}
-
 /** A plain Uint8Array view of a pg Buffer (no copy), so callers see the same type as from SQLite. */
 function bytesOf(buffer: Uint8Array): Uint8Array {
   return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
@@ -123,7 +114,7 @@ export class PgDelivery {
   /** True when any of `domainNames` has a queued recipient (an index probe). */
   async hasQueuedMail(domainNames: readonly string[]): Promise<boolean> {
     if (domainNames.length === 0) return false;
-    return (await run<{ ok: boolean }>(this.#db.pool, STATEMENTS.hasQueued, [domainNames])).rows[0]!.ok;
+    return (await runNamed<{ ok: boolean }>(this.#db.pool, STATEMENTS.hasQueued, [domainNames])).rows[0]!.ok;
   }
 
   /**
@@ -136,7 +127,7 @@ export class PgDelivery {
     limit = 50,
   ): Promise<DeliverableMessage[]> {
     if (domainNames.length === 0) return [];
-    const rows = (await run<{
+    const rows = (await runNamed<{
       id: number;
       mail_from: string;
       size: number;
@@ -185,7 +176,7 @@ export class PgDelivery {
    * StoreError for an unknown message.
    */
   async *readBody(messageId: number): AsyncGenerator<Uint8Array> {
-    const head = (await run<{ body_inline: Uint8Array | null; chunk_count: number }>(
+    const head = (await runNamed<{ body_inline: Uint8Array | null; chunk_count: number }>(
       this.#db.pool,
       STATEMENTS.bodyHead,
       [messageId],
@@ -197,7 +188,7 @@ export class PgDelivery {
     }
     for (let from = 0; from < head.chunk_count; from += BODY_BATCH_CHUNKS) {
       const to = Math.min(from + BODY_BATCH_CHUNKS, head.chunk_count);
-      const rows = (await run<{ seq: number; data: Uint8Array }>(
+      const rows = (await runNamed<{ seq: number; data: Uint8Array }>(
         this.#db.pool,
         STATEMENTS.chunks,
         [messageId, from, to],
@@ -249,9 +240,9 @@ export class PgDelivery {
       }
     }
     await this.#db.transaction(async (client) => {
-      if (leaving.length > 0) await run(client, STATEMENTS.lockDomainsOfRecipients, [leaving]);
+      if (leaving.length > 0) await runNamed(client, STATEMENTS.lockDomainsOfRecipients, [leaving]);
       if (ids.length > 0) {
-        await run(client, STATEMENTS.applyOutcomes, [
+        await runNamed(client, STATEMENTS.applyOutcomes, [
           ids,
           results,
           codes,
@@ -261,13 +252,13 @@ export class PgDelivery {
           now,
         ]);
       }
-      await run(client, STATEMENTS.deleteMessagesIfDone, [entries.map((e) => e.messageId)]);
+      await runNamed(client, STATEMENTS.deleteMessagesIfDone, [entries.map((e) => e.messageId)]);
     });
   }
 
   /** Domains with queued mail and their queue lifetime override (what expiry looks at). */
   async expiryCandidates(): Promise<{ name: string; retentionMs: number | null }[]> {
-    const rows = (await run<{ name: string; retention_ms: number | null }>(
+    const rows = (await runNamed<{ name: string; retention_ms: number | null }>(
       this.#db.pool,
       STATEMENTS.expiryCandidates,
       [],
@@ -281,6 +272,6 @@ export class PgDelivery {
    * hence one transaction of its own; it locks only this domain's row (through the triggers).
    */
   async expireQueued(domain: string, cutoff: number, text: string): Promise<number> {
-    return (await run(this.#db.pool, STATEMENTS.expire, [text, domain, cutoff])).rowCount ?? 0;
+    return (await runNamed(this.#db.pool, STATEMENTS.expire, [text, domain, cutoff])).rowCount ?? 0;
   }
 }

@@ -31,7 +31,7 @@ import {
 } from "../enqueue.ts";
 import { POSTMASTER_MAILBOX } from "../postmaster_store.ts";
 import { CHUNK_SIZE } from "../spool.ts";
-import type { PostgresDatabase, Queryable } from "./database.ts";
+import { type PostgresDatabase, type Queryable, runNamed } from "./database.ts";
 
 /**
  * The advisory lock (two-int form) that serialises enqueues into the postmaster mailbox, whose quota
@@ -92,15 +92,6 @@ const STATEMENTS = {
   },
 } as const;
 
-/** Runs one named (prepared once per connection) statement. */
-function run<R extends pg.QueryResultRow>(
-  db: Queryable,
-  statement: { name: string; text: string },
-  values: unknown[],
-): Promise<pg.QueryResult<R>> {
-  return db.query<R>({ name: statement.name, text: statement.text, values });
-}
-
 /** Recipient checks and message inserts on PostgreSQL. */
 export class PgEnqueue {
   /**
@@ -122,10 +113,10 @@ export class PgEnqueue {
     const key = asciiLowerCase(domain);
     if (key === POSTMASTER_MAILBOX) {
       // The relay's own postmaster mailbox: always there (RFC 5321 4.5.1), bounded only by its quota.
-      const bytes = (await run<{ n: number }>(this.#db.pool, STATEMENTS.postmasterBytes, [])).rows[0]!.n;
+      const bytes = (await runNamed<{ n: number }>(this.#db.pool, STATEMENTS.postmasterBytes, [])).rows[0]!.n;
       return bytes + incomingBytes > this.postmasterQuotaBytes ? "over-quota" : "accept";
     }
-    const row = (await run<{
+    const row = (await runNamed<{
       catch_all: boolean;
       quota_bytes: number | null;
       queued_bytes: number;
@@ -218,7 +209,7 @@ export class PgEnqueue {
     const rooms = new Map<string, Room>();
     const hosted = [...domains].filter((d) => d !== POSTMASTER_MAILBOX);
     if (hosted.length > 0) {
-      const rows = (await run<{ name: string; quota_bytes: number | null; queued_bytes: number }>(
+      const rows = (await runNamed<{ name: string; quota_bytes: number | null; queued_bytes: number }>(
         client,
         STATEMENTS.lockDomains,
         [hosted],
@@ -230,9 +221,9 @@ export class PgEnqueue {
       }
     }
     if (domains.has(POSTMASTER_MAILBOX)) {
-      await run(client, STATEMENTS.lockPostmaster, [...POSTMASTER_LOCK]);
+      await runNamed(client, STATEMENTS.lockPostmaster, [...POSTMASTER_LOCK]);
       // A statement after the lock: its snapshot sees every enqueue that held the lock before.
-      const queued = (await run<{ n: number }>(client, STATEMENTS.postmasterBytes, [])).rows[0]!.n;
+      const queued = (await runNamed<{ n: number }>(client, STATEMENTS.postmasterBytes, [])).rows[0]!.n;
       rooms.set(POSTMASTER_MAILBOX, { quota: this.postmasterQuotaBytes, queued });
     }
     return rooms;
@@ -276,7 +267,7 @@ async function insertMessage(
   const second = first.done ? ({ done: true } as IteratorResult<Uint8Array>) : chunks.next();
   const inline = second.done === true && firstChunk.length <= CHUNK_SIZE;
   const rcpts = message.recipients;
-  const result = await run<{ id: number }>(client, STATEMENTS.insertMessage, [
+  const result = await runNamed<{ id: number }>(client, STATEMENTS.insertMessage, [
     now,
     message.mailFrom,
     body.size,
@@ -297,12 +288,12 @@ async function insertMessage(
   const id = result.rows[0]!.id;
   if (!inline) {
     let seq = 0;
-    await run(client, STATEMENTS.insertChunk, [id, seq++, firstChunk]);
-    if (!second.done) await run(client, STATEMENTS.insertChunk, [id, seq++, second.value]);
+    await runNamed(client, STATEMENTS.insertChunk, [id, seq++, firstChunk]);
+    if (!second.done) await runNamed(client, STATEMENTS.insertChunk, [id, seq++, second.value]);
     for (let next = chunks.next(); !next.done; next = chunks.next()) {
-      await run(client, STATEMENTS.insertChunk, [id, seq++, next.value]);
+      await runNamed(client, STATEMENTS.insertChunk, [id, seq++, next.value]);
     }
-    await run(client, STATEMENTS.setChunkCount, [seq, id]);
+    await runNamed(client, STATEMENTS.setChunkCount, [seq, id]);
   }
   return id;
 }

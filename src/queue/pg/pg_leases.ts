@@ -34,7 +34,7 @@ import { hostname as osHostname } from "node:os";
 import { clearInterval, setInterval } from "node:timers";
 import { type Clock, systemClock } from "../../clock.ts";
 import type { DomainLeaseTable } from "../queue.ts";
-import type { PostgresDatabase, Queryable } from "./database.ts";
+import { type PostgresDatabase, type Queryable, runNamed } from "./database.ts";
 import type pg from "pg";
 
 /** The database server's time in ms since the epoch (the one clock every node agrees on). */
@@ -92,15 +92,6 @@ const STATEMENTS = {
   },
 } as const;
 
-/** Runs one named (prepared once per connection) statement. */
-function run<R extends pg.QueryResultRow>(
-  db: Queryable,
-  statement: { name: string; text: string },
-  values: unknown[],
-): Promise<pg.QueryResult<R>> {
-  return db.query<R>({ name: statement.name, text: statement.text, values });
-}
-
 /** Thrown inside `tryAcquire`'s transaction to roll it back when a domain is held elsewhere. */
 class LeaseHeldElsewhere extends Error {}
 
@@ -149,7 +140,7 @@ export class PgLeaseTable implements DomainLeaseTable {
     if (wanted.length === 0) return true;
     try {
       await this.#db.transaction(async (client) => {
-        const result = await run(client, STATEMENTS.acquire, [
+        const result = await runNamed(client, STATEMENTS.acquire, [
           wanted,
           owner,
           this.node,
@@ -168,7 +159,7 @@ export class PgLeaseTable implements DomainLeaseTable {
   /** Releases every domain `owner` (of this node) holds. */
   async release(owner: string): Promise<void> {
     this.#sessions.delete(owner);
-    await run(this.#db.pool, STATEMENTS.release, [this.node, owner]);
+    await runNamed(this.#db.pool, STATEMENTS.release, [this.node, owner]);
   }
 
   /**
@@ -176,12 +167,12 @@ export class PgLeaseTable implements DomainLeaseTable {
    * lease still keeps other sessions out, but expiry and operator bounces may touch its mail.
    */
   async setIdle(owner: string, idle: boolean): Promise<void> {
-    await run(this.#db.pool, STATEMENTS.setIdle, [this.node, owner, idle]);
+    await runNamed(this.#db.pool, STATEMENTS.setIdle, [this.node, owner, idle]);
   }
 
   /** Domains being delivered right now (leased, live and not idle), by any node. */
   async busyDomains(): Promise<string[]> {
-    return (await run<{ domain: string }>(this.#db.pool, STATEMENTS.busy, [])).rows.map((r) => r.domain);
+    return (await runNamed<{ domain: string }>(this.#db.pool, STATEMENTS.busy, [])).rows.map((r) => r.domain);
   }
 
   /**
@@ -189,7 +180,7 @@ export class PgLeaseTable implements DomainLeaseTable {
    * renewed for `ttlMs` when already this node's.
    */
   async claimJob(name: string, ttlMs: number): Promise<boolean> {
-    const result = await run(this.#db.pool, STATEMENTS.claimJob, [
+    const result = await runNamed(this.#db.pool, STATEMENTS.claimJob, [
       JOB_PREFIX + name,
       this.node,
       Math.ceil(ttlMs),
@@ -213,7 +204,7 @@ export class PgLeaseTable implements DomainLeaseTable {
       owners.push(owner);
       remaining.push(Math.ceil(until - now));
     }
-    await run(this.#db.pool, STATEMENTS.heartbeat, [
+    await runNamed(this.#db.pool, STATEMENTS.heartbeat, [
       this.node,
       owners,
       remaining,
@@ -257,6 +248,6 @@ export class PgLeaseTable implements DomainLeaseTable {
     this.stop();
     await this.stopped();
     this.#sessions.clear();
-    await run(this.#db.pool, STATEMENTS.releaseNode, [this.node]);
+    await runNamed(this.#db.pool, STATEMENTS.releaseNode, [this.node]);
   }
 }
