@@ -13,6 +13,7 @@
  */
 import { Hono } from "hono";
 import type { Queue } from "../queue/queue.ts";
+import { toAsyncIterator } from "../client/body_writer.ts";
 import type { Logger } from "../log/logger.ts";
 import { isValidDomain } from "../smtp/domain.ts";
 import { needsDsn } from "../dsn/policy.ts";
@@ -265,7 +266,7 @@ export function queueRoutes(store: Queue, logger: Logger, hooks: QueueRouteHooks
     const id = parseId(c.req.param("id"));
     const m = await store.getMessage(id);
     if (!m) return errorResponse(c, 404, `No message ${id}`);
-    const chunks = bodyIterator(store.readBody(id));
+    const chunks = toAsyncIterator(store.readBody(id));
     const stream = new ReadableStream<Uint8Array>({
       async pull(controller) {
         try {
@@ -362,14 +363,4 @@ export function queueRoutes(store: Queue, logger: Logger, hooks: QueueRouteHooks
     });
   }
   return app;
-}
-
-/** One iterator over a body that either backend may give as a sync or an async iterable. */
-function bodyIterator(body: Iterable<Uint8Array> | AsyncIterable<Uint8Array>): AsyncIterator<Uint8Array> {
-  if (Symbol.asyncIterator in body) return (body as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
-  const it = (body as Iterable<Uint8Array>)[Symbol.iterator]();
-  return {
-    next: () => Promise.resolve(it.next()),
-    return: (value?: unknown) => Promise.resolve(it.return?.(value) ?? { done: true, value: undefined }),
-  };
 }
