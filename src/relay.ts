@@ -1,7 +1,8 @@
 /**
- * Assembles the running relay: one process, one event loop, listeners over one queue: the embedded
- * SQLite, or a PostgreSQL database shared with other nodes (docs/design.md#one-process). `startRelay` binds everything or fails with a clear message; `stop` shuts down
- * in order: listeners drain (new connections get 421, DATA in flight gets the grace period),
+ * Assembles the running relay: one process, one event loop, listeners over one queue
+ * (docs/design.md#one-process): the embedded SQLite today; a PostgreSQL database shared with other
+ * nodes once `openQueue` selects it. `startRelay` binds everything or fails with a clear message;
+ * `stop` shuts down in order: listeners drain (new connections get 421, DATA in flight gets the grace period),
  * then the HTTP API, then the database.
  */
 import type { SecureContext } from "node:tls";

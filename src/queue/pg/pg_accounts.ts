@@ -11,11 +11,10 @@
  *
  * @module
  */
-import type pg from "pg";
 import type { Clock } from "../../clock.ts";
 import type { Account, AccountSecrets } from "../accounts_store.ts";
 import { StoreError } from "../store_error.ts";
-import { type PostgresDatabase, type Queryable, runNamed } from "./database.ts";
+import { type PostgresDatabase, runNamed } from "./database.ts";
 
 /** SQLSTATE of a unique violation. */
 const UNIQUE_VIOLATION = "23505";

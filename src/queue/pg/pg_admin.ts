@@ -12,12 +12,11 @@
  *
  * @module
  */
-import type pg from "pg";
 import type { Clock } from "../../clock.ts";
 import { Code550NotTaken } from "../../smtp/codes.ts";
 import { canonicalDomain } from "../../smtp/idna.ts";
 import type { QueueListFilter, QueueListRow, StoredMessage } from "../admin_store.ts";
-import { type PostgresDatabase, type Queryable, runNamed } from "./database.ts";
+import { type PostgresDatabase, runNamed } from "./database.ts";
 
 /** The columns of a stored message, in `StoredMessage`'s field names. */
 const MESSAGE_COLUMNS = 'id, received_at AS "receivedAt", mail_from AS "mailFrom", size, ' +

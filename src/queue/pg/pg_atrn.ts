@@ -8,9 +8,8 @@
  *
  * @module
  */
-import type pg from "pg";
 import type { AtrnRecord, AtrnSessionRow } from "../atrn_store.ts";
-import { type PostgresDatabase, type Queryable, runNamed } from "./database.ts";
+import { type PostgresDatabase, runNamed } from "./database.ts";
 
 /** The domain rows `$1` owned by account `$2`, locked in name order (joined by the UPDATEs below). */
 const OWNED_LOCKED = "(SELECT name FROM domains WHERE name = ANY($1::text[]) AND account_id = $2 " +

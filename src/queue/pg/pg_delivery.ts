@@ -17,12 +17,11 @@
  *
  * @module
  */
-import type pg from "pg";
 import type { Clock } from "../../clock.ts";
 import { Code451LocalError } from "../../smtp/codes.ts";
 import type { DeliverableMessage, RecipientOutcome } from "../delivery_store.ts";
 import { StoreError } from "../store_error.ts";
-import { type PostgresDatabase, type Queryable, runNamed } from "./database.ts";
+import { type PostgresDatabase, runNamed } from "./database.ts";
 
 /** Chunks fetched per query while reading a body: at most this many CHUNK_SIZE pieces in memory. */
 const BODY_BATCH_CHUNKS = 4;

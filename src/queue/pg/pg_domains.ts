@@ -17,12 +17,11 @@
  *
  * @module
  */
-import type pg from "pg";
 import type { Clock } from "../../clock.ts";
 import { canonicalDomain } from "../../smtp/idna.ts";
 import type { DomainChanges, DomainInfo } from "../domains_store.ts";
 import { domainKeyOrThrow, StoreError } from "../store_error.ts";
-import { type PostgresDatabase, type Queryable, runNamed } from "./database.ts";
+import { type PostgresDatabase, runNamed } from "./database.ts";
 
 /** SQLSTATE of a foreign-key violation (the account went away between our lock and the insert). */
 const FOREIGN_KEY_VIOLATION = "23503";

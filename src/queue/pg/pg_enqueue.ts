@@ -31,7 +31,7 @@ import {
 } from "../enqueue.ts";
 import { POSTMASTER_MAILBOX } from "../postmaster_store.ts";
 import { CHUNK_SIZE } from "../spool.ts";
-import { type PostgresDatabase, type Queryable, runNamed } from "./database.ts";
+import { type PostgresDatabase, runNamed } from "./database.ts";
 
 /**
  * The advisory lock (two-int form) that serialises enqueues into the postmaster mailbox, whose quota

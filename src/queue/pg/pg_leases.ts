@@ -34,8 +34,7 @@ import { hostname as osHostname } from "node:os";
 import { clearInterval, setInterval } from "node:timers";
 import { type Clock, systemClock } from "../../clock.ts";
 import type { DomainLeaseTable } from "../queue.ts";
-import { type PostgresDatabase, type Queryable, runNamed } from "./database.ts";
-import type pg from "pg";
+import { type PostgresDatabase, runNamed } from "./database.ts";
 
 /** The database server's time in ms since the epoch (the one clock every node agrees on). */
 const SERVER_NOW = "(extract(epoch from clock_timestamp()) * 1000)::bigint";

@@ -7,9 +7,8 @@
  *
  * @module
  */
-import type pg from "pg";
 import type { DomainQueueStatus, QueueTotals } from "../status_store.ts";
-import { type PostgresDatabase, type Queryable, runNamed } from "./database.ts";
+import { type PostgresDatabase, runNamed } from "./database.ts";
 
 /** The whole-queue counters kept by the triggers, as one row even when `queue_totals` has none. */
 const COUNTS_FROM = "FROM (VALUES (1)) AS one(id) LEFT JOIN queue_totals t ON t.id = one.id";
