@@ -5,7 +5,7 @@ import { CONFIG_FIELDS, envName, flagName, SECRET_FIELDS } from "../src/config/f
 console.log("| setting (file key) | flag | environment | default | what it is |");
 console.log("|---|---|---|---|---|");
 for (const [key, field] of Object.entries(CONFIG_FIELDS)) {
-  const def = key === "hostname"
+  const def = key === "hostname" || key === "nodeName"
     ? "(this machine's name)"
     : (field.format as (v: unknown) => string)(field.default);
   const flag = SECRET_FIELDS.has(key) ? "(none: secret)" : `\`--${flagName(key)}\``;

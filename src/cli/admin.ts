@@ -7,18 +7,27 @@ import { loadSecureContext } from "../net/tls.ts";
 import { checkPullConfig, loadPullConfig, pullSettingRows } from "../customer/settings.ts";
 import { runtimeInfo } from "../runtime/runtime.ts";
 import { platform, VERSION } from "../version.ts";
-import { type Command, noExtraPositionals, table } from "./command.ts";
+import { type CliIo, type Command, noExtraPositionals, table } from "./command.ts";
+import { migrateTo } from "./migrate_to.ts";
 import { allConfigOptions, configFromArgs, DATA_OPTIONS } from "./config_args.ts";
 
 export const migrateCommand: Command = {
   name: "migrate",
-  summary: "Create or upgrade the queue database (serve also does this at start)",
-  usage: "migrate [--data-dir DIR]",
-  options: DATA_OPTIONS,
-  run(args, io) {
+  summary: "Create or upgrade the queue database (serve also does this); --to copies SQLite to PostgreSQL",
+  usage: "migrate [--data-dir DIR | --database URL] [--to postgres://...]",
+  options: { ...DATA_OPTIONS, to: { type: "string" } },
+  async run(args, io) {
     noExtraPositionals(args, 0, this.name);
-    const path = databasePath(configFromArgs(args, io).config.dataDir);
-    const open = openDatabase(path, { migrate: false });
+    const { config } = configFromArgs(args, io);
+    if (typeof args.values.to === "string") {
+      if (config.database !== null) {
+        io.err("migrate: --to copies the SQLite queue of --data-dir; it does not go with --database");
+        return 2;
+      }
+      return await migrateTo(args.values.to, config.dataDir, io);
+    }
+    if (config.database !== null) return await migrateShared(config.database, io);
+    const open = openDatabase(databasePath(config.dataDir), { migrate: false });
     try {
       const applied = migrate(open.raw);
       io.out(
@@ -32,6 +41,29 @@ export const migrateCommand: Command = {
     return 0;
   },
 };
+
+/** `migrate --database postgres://...`: the shared queue's migrations (serialised between nodes). */
+async function migrateShared(url: string, io: CliIo): Promise<number> {
+  const { PostgresDatabase } = await import("../queue/pg/database.ts");
+  const { migratePostgres, postgresSchemaVersion } = await import("../queue/pg/migrate.ts");
+  const { POSTGRES_MIGRATIONS } = await import("../queue/pg/migrations_bundle.ts");
+  const db = new PostgresDatabase(url, { poolSize: 2, onIdleError: () => {} });
+  try {
+    const applied = await migratePostgres(db);
+    const version = await postgresSchemaVersion(db);
+    io.out(
+      applied.length
+        ? `applied ${applied.join(", ")}; schema version ${version}`
+        : `schema is current (version ${version} of ${POSTGRES_MIGRATIONS.length})`,
+    );
+    return 0;
+  } catch (error) {
+    io.err(`migrate: ${(error as Error).message} (${db.location})`);
+    return 1;
+  } finally {
+    await db.close().catch(() => {});
+  }
+}
 
 export const checkConfig: Command = {
   name: "check-config",

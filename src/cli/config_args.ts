@@ -1,6 +1,6 @@
 /**
  * Command-line flags for configuration: every config field has a `--kebab-case` flag, plus
- * `--config FILE`. Commands that only need the data directory take `--data-dir` and `--config`.
+ * `--config FILE`. Commands that only open the queue take `--data-dir` or `--database`, and `--config`.
  */
 import type { ParseArgsConfig } from "node:util";
 import { CONFIG_FIELDS, type ConfigKey, flagName, SECRET_FIELDS } from "../config/fields.ts";
@@ -21,9 +21,10 @@ export function allConfigOptions(): Options {
   return options;
 }
 
-/** parseArgs options for commands that open the queue: --data-dir and --config. */
+/** parseArgs options for commands that open the queue: --data-dir or --database, and --config. */
 export const DATA_OPTIONS: Options = {
   "data-dir": { type: "string" },
+  database: { type: "string" },
   config: { type: "string", short: "c" },
 };
 
@@ -40,7 +41,7 @@ export function configFromArgs(args: ParsedArgs, io: CliIo): LoadedConfig {
 }
 
 /**
- * Opens the configured queue (the SQLite file in the data directory), runs
+ * Opens the configured queue (the SQLite file in the data directory, or the `database`), runs
  * `fn`, and always closes it again: the one way admin commands that work on the queue get at it.
  */
 export async function withStore<T>(

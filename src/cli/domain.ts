@@ -24,7 +24,7 @@ function domainArgument(args: Parameters<Command["run"]>[0], command: string): s
 export const domainAdd: Command = {
   name: "domain add",
   summary: "Host a domain for an account (catch-all unless --mailboxes is given)",
-  usage: "domain add DOMAIN --user NAME [--mailboxes a,b,c] [--data-dir DIR]",
+  usage: "domain add DOMAIN --user NAME [--mailboxes a,b,c] [--data-dir DIR | --database URL]",
   options: { ...DATA_OPTIONS, user: { type: "string", short: "u" }, mailboxes: { type: "string" } },
   async run(args, io) {
     const domain = domainArgument(args, this.name);
@@ -47,7 +47,7 @@ export const domainAdd: Command = {
 export const domainRemove: Command = {
   name: "domain remove",
   summary: "Stop hosting a domain (refused while mail is queued, unless --force deletes it)",
-  usage: "domain remove DOMAIN [--force] [--data-dir DIR]",
+  usage: "domain remove DOMAIN [--force] [--data-dir DIR | --database URL]",
   options: { ...DATA_OPTIONS, force: { type: "boolean" } },
   async run(args, io) {
     const domain = domainArgument(args, this.name);
@@ -67,7 +67,7 @@ export const domainRemove: Command = {
 export const domainList: Command = {
   name: "domain list",
   summary: "List hosted domains with owner and queue size",
-  usage: "domain list [--json] [--data-dir DIR]",
+  usage: "domain list [--json] [--data-dir DIR | --database URL]",
   options: { ...DATA_OPTIONS, json: { type: "boolean" } },
   async run(args, io) {
     noExtraPositionals(args, 0, this.name);
@@ -99,7 +99,7 @@ export const domainSet: Command = {
   summary: "Change a domain's queue lifetime, quota, mailboxes, routing-syntax policy or waiting-mail notice",
   usage: "domain set DOMAIN [--retention DURATION|default] [--quota SIZE|none] " +
     "[--mailboxes a,b,c | --catch-all] [--allow-routing-syntax yes|no] " +
-    "[--notify-address ADDR|none] [--notify-after 24h|default] [--data-dir DIR]",
+    "[--notify-address ADDR|none] [--notify-after 24h|default] [--data-dir DIR | --database URL]",
   options: {
     ...DATA_OPTIONS,
     retention: { type: "string" },

@@ -49,7 +49,7 @@ async function derive(secret: string) {
 export const userAdd: Command = {
   name: "user add",
   summary: "Create an ODMR account (prints a generated secret once with --generate)",
-  usage: "user add NAME (--generate | --password-stdin) [--data-dir DIR]",
+  usage: "user add NAME (--generate | --password-stdin) [--data-dir DIR | --database URL]",
   options: SECRET_OPTIONS,
   async run(args, io) {
     const name = positional(args, 0, "NAME", this.name);
@@ -66,7 +66,7 @@ export const userAdd: Command = {
 export const userPasswd: Command = {
   name: "user passwd",
   summary: "Set a new secret for an account",
-  usage: "user passwd NAME (--generate | --password-stdin) [--data-dir DIR]",
+  usage: "user passwd NAME (--generate | --password-stdin) [--data-dir DIR | --database URL]",
   options: SECRET_OPTIONS,
   async run(args, io) {
     const name = positional(args, 0, "NAME", this.name);
@@ -87,7 +87,7 @@ function toggle(disabled: boolean): Command {
   return {
     name: `user ${verb}`,
     summary: disabled ? "Refuse AUTH for an account (its mail stays queued)" : "Allow AUTH again",
-    usage: `user ${verb} NAME [--data-dir DIR]`,
+    usage: `user ${verb} NAME [--data-dir DIR | --database URL]`,
     options: DATA_OPTIONS,
     async run(args, io) {
       const name = positional(args, 0, "NAME", this.name);
@@ -106,7 +106,7 @@ export const userEnable = toggle(false);
 export const userRemove: Command = {
   name: "user remove",
   summary: "Delete an account that owns no domains",
-  usage: "user remove NAME [--data-dir DIR]",
+  usage: "user remove NAME [--data-dir DIR | --database URL]",
   options: DATA_OPTIONS,
   async run(args, io) {
     const name = positional(args, 0, "NAME", this.name);
@@ -122,7 +122,7 @@ export const userRemove: Command = {
 export const userList: Command = {
   name: "user list",
   summary: "List accounts",
-  usage: "user list [--json] [--data-dir DIR]",
+  usage: "user list [--json] [--data-dir DIR | --database URL]",
   options: { ...DATA_OPTIONS, json: { type: "boolean" } },
   async run(args, io) {
     noExtraPositionals(args, 0, this.name);

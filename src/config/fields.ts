@@ -6,6 +6,7 @@
  * `smtpListen = "0.0.0.0:25"` and `odmrListen = "0.0.0.0:366"` (RFC 2645 4: port 366).
  */
 import { hostname as osHostname } from "node:os";
+import { isPostgresUrl, redactUrl } from "./database_url.ts";
 import { formatDuration, formatSize, MAX_TIMER_MS, parseDuration, parseSize } from "./units.ts";
 
 /** A host and port to listen on. */
@@ -72,6 +73,31 @@ function secretToken(doc: string): Field<string | null> {
 /** A password for another server: any non-empty text, shown only as "(set)". Never a flag (see SECRET_FIELDS). */
 function secretText(doc: string): Field<string | null> {
   return { ...optionalText(doc), kind: "secret", format: (v) => (v === null ? "(none)" : "(set)") };
+}
+
+/**
+ * Where the queue lives: empty for the embedded SQLite in dataDir, or a `postgres://` URL. The URL may
+ * carry a password, so it is shown with the password masked.
+ */
+function databaseUrl(doc: string): Field<string | null> {
+  return {
+    kind: "url?",
+    default: null,
+    doc,
+    parse: (raw) => {
+      if (raw === null || raw === "") return null;
+      if (typeof raw !== "string") throw new Error("must be a postgres:// URL or empty");
+      const url = raw.trim();
+      if (!isPostgresUrl(url)) throw new Error("must be a postgres:// URL, or empty for SQLite in dataDir");
+      try {
+        new URL(url);
+      } catch {
+        throw new Error("is not a valid URL (percent-encode special characters of the password)");
+      }
+      return url;
+    },
+    format: (v) => (v === null ? "(SQLite in dataDir)" : redactUrl(v)),
+  };
 }
 
 /** Fields that are never command-line flags: a flag's value is visible to every user in `ps`. */
@@ -267,6 +293,16 @@ export const CONFIG_FIELDS = {
     "16MiB",
     1024 * 1024,
     "SQLite page cache of the serving relay's queue; keeps /status and ATRN flat as the queue grows",
+  ),
+  database: databaseUrl(
+    "Queue database: empty for SQLite in dataDir; a postgres:// URL for one queue shared by several nodes",
+  ),
+  nodeName: text(osHostname(), "This node's name in /status, /metrics and the shared queue's lease rows"),
+  databasePoolSize: count(10, 2, "Most PostgreSQL connections this node opens (the LISTEN one not counted)"),
+  clusterLeaseTtl: duration(
+    "30s",
+    3000,
+    "How long a stopped node's domain leases and jobs stay held on a shared queue (heartbeat every third)",
   ),
   logFormat: choice(["logfmt", "json"] as const, "logfmt", "Log line format on stderr"),
   logLevel: choice(["error", "warn", "info", "debug", "trace"] as const, "info", "Lowest level logged"),

@@ -1,6 +1,8 @@
 /**
- * Opens the queue for the serving relay and every admin command. Today that is the embedded SQLite in
- * `dataDir`; the PostgreSQL backend (src/queue/pg/) plugs in here once its schema lands.
+ * Opens the queue for the serving relay and every admin command: the embedded SQLite in `dataDir` by
+ * default, or the PostgreSQL database that the `database` setting names (one queue shared by several
+ * relay nodes; the README's "Several relay nodes"). The PostgreSQL driver is loaded only then, so the default keeps
+ * its start-up time.
  *
  * @module
  */
@@ -10,19 +12,36 @@ import type { Queue } from "./queue.ts";
 import { SqliteQueue } from "./sqlite_queue.ts";
 
 /** The settings that choose and shape the queue. */
-export type QueueConfig = Pick<Config, "dataDir" | "queueCacheSize">;
+export type QueueConfig = Pick<
+  Config,
+  "dataDir" | "queueCacheSize" | "database" | "nodeName" | "databasePoolSize" | "clusterLeaseTtl"
+>;
+
+/** Options of {@linkcode openQueue}. */
+export interface OpenQueueOptions {
+  clock?: Clock;
+  /** The long-running relay (a bigger SQLite page cache) rather than one admin command. */
+  serving?: boolean;
+  /** Told of connection errors the PostgreSQL pool recovers from by itself (logged by the relay). */
+  onConnectionError?: (error: Error) => void;
+}
 
 /** Opens (creating and migrating when needed) the configured queue. */
-export function openQueue(
-  config: QueueConfig,
-  options: { clock?: Clock; serving?: boolean } = {},
-): Promise<Queue> {
+export async function openQueue(config: QueueConfig, options: OpenQueueOptions = {}): Promise<Queue> {
+  if (config.database !== null) {
+    const { PostgresQueue } = await import("./pg/postgres_queue.ts");
+    return await PostgresQueue.open(config.database, {
+      ...(options.clock ? { clock: options.clock } : {}),
+      node: config.nodeName,
+      poolSize: config.databasePoolSize,
+      leaseTtlMs: config.clusterLeaseTtl,
+      onIdleError: options.onConnectionError ?? (() => {}),
+    });
+  }
   // The page cache matters for the long-running relay's /status and ATRN reads, not for one command.
-  return Promise.resolve(
-    SqliteQueue.open(
-      config.dataDir,
-      options.clock,
-      options.serving ? { cacheBytes: config.queueCacheSize } : {},
-    ),
+  return SqliteQueue.open(
+    config.dataDir,
+    options.clock,
+    options.serving ? { cacheBytes: config.queueCacheSize } : {},
   );
 }

@@ -13,6 +13,9 @@
  * @module
  */
 import pg from "pg";
+import { redactUrl } from "../../config/database_url.ts";
+
+export { isPostgresUrl, redactUrl } from "../../config/database_url.ts";
 
 /** The pg types parser for `int8` (OID 20): numbers, not strings. */
 const INT8_OID = 20;
@@ -108,20 +111,4 @@ export function runNamed<R extends pg.QueryResultRow>(
   values: unknown[],
 ): Promise<pg.QueryResult<R>> {
   return db.query<R>({ name: statement.name, text: statement.text, values });
-}
-
-/** True for a `postgres://` or `postgresql://` URL (the `database` setting). */
-export function isPostgresUrl(url: string): boolean {
-  return /^postgres(ql)?:\/\//i.test(url);
-}
-
-/** The URL with its password replaced by `***`. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = "***";
-    return parsed.toString();
-  } catch {
-    return "postgres://(unparsable URL)";
-  }
 }
