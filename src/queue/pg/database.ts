@@ -29,6 +29,11 @@ export interface PostgresOptions {
   poolSize?: number;
   /** How long to wait for a connection from the pool or the server, ms. */
   connectTimeoutMs?: number;
+  /**
+   * Longest wait for one query's answer, ms: a server that hangs without closing its connections
+   * (stopped, partitioned) must turn into a 451 for the session, not a session that waits forever.
+   */
+  queryTimeoutMs?: number;
   /** Called with errors of idle clients (the server closed them); the pool replaces them. */
   onIdleError?: (error: Error) => void;
   /** PEM CA for verify-full TLS when the URL has sslmode=verify-full and no sslrootcert (tests). */
@@ -51,6 +56,9 @@ export class PostgresDatabase {
       connectionString: url,
       max: options.poolSize ?? 10,
       connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+      query_timeout: options.queryTimeoutMs ?? 30_000,
+      // TCP keepalive finds a dead server on an idle pooled connection.
+      keepAlive: true,
       // RFC 5321 4.1.1.4 durability: the commit is flushed before we answer 250.
       options: "-c synchronous_commit=on",
       types: types as pg.CustomTypesConfig,
