@@ -83,6 +83,11 @@ export class PostgresDatabase {
   async transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     let broken: Error | undefined;
+    // pg-pool removes its own 'error' listener while a client is checked out: without this one, a
+    // server that terminates the connection between two statements (or resets it) raises an unhandled
+    // 'error' event, which ends the whole process. The statement in flight, if any, rejects as well.
+    const onError = (error: Error) => (broken ??= error);
+    client.on("error", onError);
     try {
       await client.query("BEGIN");
       const result = await fn(client);
@@ -96,6 +101,9 @@ export class PostgresDatabase {
       }
       throw error;
     } finally {
+      client.off("error", onError);
+      // A client that failed is destroyed, not pooled; a later 'error' from it is the pool's to absorb.
+      if (broken) client.on("error", () => {});
       client.release(broken);
     }
   }
