@@ -1,7 +1,7 @@
 /**
  * Assembles the running relay: one process, one event loop, listeners over one queue
- * (docs/design.md#one-process): the embedded SQLite today; a PostgreSQL database shared with other
- * nodes once `openQueue` selects it. `startRelay` binds everything or fails with a clear message;
+ * (docs/design.md#one-process): the embedded SQLite by default, or a PostgreSQL database shared with
+ * other nodes when the `database` setting names one. `startRelay` binds everything or fails with a clear message;
  * `stop` shuts down in order: listeners drain (new connections get 421, DATA in flight gets the grace period),
  * then the HTTP API, then the database.
  */
@@ -16,7 +16,7 @@ import { openQueue } from "./queue/open_queue.ts";
 import type { Queue } from "./queue/queue.ts";
 import { cleanSpoolDir } from "./queue/spool.ts";
 import { SqliteQueue } from "./queue/sqlite_queue.ts";
-import { assertWritable, startReporting } from "./relay_reporting.ts";
+import { assertWritable, type ReportingSide, startReporting } from "./relay_reporting.ts";
 import { loadSecureContext } from "./net/tls.ts";
 import { RelayState } from "./relay_state.ts";
 import { type HttpServer, serveHttp } from "./runtime/http_serve.ts";
@@ -24,11 +24,8 @@ import { freeSpaceProbe, IntakeProtocol } from "./server/intake.ts";
 import type { Connection } from "./net/connection.ts";
 import { startHousekeeping } from "./queue/housekeeping.ts";
 import { NewMailSignal } from "./queue/new_mail.ts";
-import type { OutboundQueue } from "./queue/outbound_queue.ts";
 import { type WatchingSession, WatchSessions } from "./server/watch_sessions.ts";
 import type { Reporting } from "./queue/reporting.ts";
-import { ReportStore } from "./queue/report_store.ts";
-import type { OutboundWorker } from "./outbound/worker.ts";
 import { GroupCommitter } from "./queue/group_commit.ts";
 import { OdmrProtocol } from "./server/odmr.ts";
 import { makeDeliver } from "./server/odmr_delivery.ts";
@@ -47,14 +44,14 @@ export interface Relay {
   http: HttpServer | null;
   services: SmtpService[];
   /**
-   * The DSN step, delay warnings and notices (tests run them at once instead of waiting a tick); null
-   * on a PostgreSQL queue, where they are not built yet (docs/postgres_driver.md).
+   * The DSN step, delay warnings and notices (tests run them at once instead of waiting a tick), on
+   * either backend (src/relay_reporting.ts, src/relay_reporting_pg.ts).
    */
-  reporting: Reporting | null;
+  reporting: Reporting;
   /** Expiry, then the reporting jobs: one round now with `tick()` (tests move the clock, then tick). */
   housekeeping: { tick(): Promise<void> };
-  /** What the relay sends to the internet itself, and its worker. */
-  outbound: { queue: OutboundQueue; worker: OutboundWorker } | null;
+  /** What the relay sends to the internet itself (the outbound queue's store), and its worker. */
+  outbound: ReportingSide["outbound"];
   /** Sessions watching for new mail (push delivery). */
   watching(): WatchingSession[];
   /** Graceful stop; resolves when everything is closed. */
@@ -72,7 +69,12 @@ export interface RelayOptions {
 /** Starts every configured listener. */
 export async function startRelay(config: Config, logger: Logger, options: RelayOptions = {}): Promise<Relay> {
   const clock = options.clock ?? systemClock;
-  const store = await openQueue(config, { clock, serving: true });
+  const store = await openQueue(config, {
+    clock,
+    serving: true,
+    // An idle pooled connection the server closed: the pool replaces it; worth a line in the log.
+    onConnectionError: (error) => logger.warn("queue database connection lost", { error: error.message }),
+  });
   const sqlite = store instanceof SqliteQueue ? store.store : null;
   if (sqlite) assertWritable(sqlite, clock);
   else if (!(await store.isWritable())) {
@@ -97,9 +99,23 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
     }
     : null;
   const newMail = new NewMailSignal();
+  // Several nodes on one PostgreSQL queue: mail committed on another node wakes this node's watching
+  // sessions too (NOTIFY/LISTEN, src/queue/pg/pg_new_mail.ts); "all" after the listener reconnected.
+  const stopNewMail = store.watchNewMail?.(
+    (domains) => domains === "all" ? newMail.notifyAll() : newMail.notify(domains),
+    { onError: (error) => logger.warn("new-mail listener connection lost", { error: error.message }) },
+  );
   const { reporting, outbound } = sqlite
     ? startReporting(config, sqlite, state, logger, clock, newMail)
-    : { reporting: null, outbound: null };
+    // Loaded only for PostgreSQL, like the queue itself (src/queue/open_queue.ts).
+    : (await import("./relay_reporting_pg.ts")).startPgReporting(
+      config,
+      store,
+      state,
+      logger,
+      clock,
+      newMail,
+    );
   const leases = store.leases;
   const watch = new WatchSessions(newMail, {
     maxSessions: config.atrnMaxWatching,
@@ -117,6 +133,7 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
     state.shuttingDown = true;
     // Watching sessions say QUIT at once, so the listeners can drain.
     watch.stopAll();
+    await stopNewMail?.().catch(() => {});
     housekeeping.stop();
     reporting?.stop();
     await outbound?.worker.stop();
@@ -300,7 +317,7 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
         store,
         state,
         logger,
-        reports: sqlite ? new ReportStore(sqlite.database) : undefined,
+        reports: reporting,
         outbound: outbound?.queue,
         onBounced: () => reporting?.kick(),
         busyDomains: () => leases.busyDomains(),

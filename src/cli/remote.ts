@@ -139,6 +139,11 @@ export const statusCommand: Command = {
     io.out(
       [
         `odmr-relay ${report.version} (${report.runtime}), up ${formatAge(report.uptimeSeconds)}`,
+        // Sessions and listeners below are this node's; the queue is the cluster's (one database).
+        `node: ${report.node.name} (${report.node.backend} ${report.node.location})` +
+        (report.node.backend === "postgres"
+          ? `; cluster: ${report.cluster.nodes.map((n) => (n.self ? `${n.name} (this)` : n.name)).join(", ")}`
+          : ""),
         `listeners: ${
           report.listeners.map((l) => `${l.name} ${l.address}${l.tls === "none" ? "" : ` ${l.tls}`}`).join(
             ", ",

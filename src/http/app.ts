@@ -23,10 +23,8 @@ import { BadRequest, errorResponse } from "./errors.ts";
 import { METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
 import { PAGE_HEADERS, renderStatusPage } from "./page.ts";
 import { queueRoutes } from "./queue_routes.ts";
-import type { OutboundQueue } from "../queue/outbound_queue.ts";
-import type { ReportStore } from "../queue/report_store.ts";
 import type { WatchingSession } from "../server/watch_sessions.ts";
-import { buildStatus } from "./status.ts";
+import { buildStatus, type OutboundCountSource, type PendingDsnSource } from "./status.ts";
 
 /** What the HTTP API needs from the running relay. */
 export interface AppDeps {
@@ -45,9 +43,9 @@ export interface AppDeps {
   /** Clock in epoch ms, injected so tests control ages (docs/design.md#seams, 9). */
   clock?: Clock;
   /** Recipients waiting for their DSN (for /status, /metrics and the page). */
-  reports?: ReportStore | undefined;
+  reports?: PendingDsnSource | undefined;
   /** DSNs and notices waiting to go out. */
-  outbound?: OutboundQueue | undefined;
+  outbound?: OutboundCountSource | undefined;
   /** An operator bounced a message: run the DSN step. */
   onBounced?: () => void;
   /** Domains being delivered right now: their mail cannot be bounced until the session ends. */

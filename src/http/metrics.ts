@@ -8,9 +8,8 @@
  * (store.domainQueueStatus), never from a queue scan.
  */
 import process from "node:process";
-import type { OutboundQueue } from "../queue/outbound_queue.ts";
-import type { ReportStore } from "../queue/report_store.ts";
 import type { Queue } from "../queue/queue.ts";
+import type { OutboundCountSource, PendingDsnSource } from "./status.ts";
 import type { WatchingSession } from "../server/watch_sessions.ts";
 import type { LabeledCounter, RelayState } from "../relay_state.ts";
 
@@ -76,8 +75,8 @@ function labeled(counter: LabeledCounter, label: string, known: readonly string[
 export interface MetricsSources {
   store: Queue;
   state: RelayState;
-  reports?: ReportStore | undefined;
-  outbound?: OutboundQueue | undefined;
+  reports?: PendingDsnSource | undefined;
+  outbound?: OutboundCountSource | undefined;
   watching?: readonly WatchingSession[];
   version: string;
   runtime: string;
@@ -93,6 +92,17 @@ export async function renderMetrics(src: MetricsSources): Promise<string> {
     { version: src.version, runtime: src.runtime },
     1,
   ]]);
+  // Which node this is: the session and counter metrics are this node's, the queue's are the cluster's.
+  out.family("odmr_relay_node_info", "gauge", "This node's name and queue backend; the value is always 1.", [[
+    { node: store.node, backend: store.backend },
+    1,
+  ]]);
+  out.one(
+    "odmr_relay_cluster_nodes",
+    "gauge",
+    "Relay nodes using the queue (PostgreSQL: heartbeat younger than the lease ttl; SQLite: 1).",
+    (await store.clusterNodes()).length,
+  );
   out.one(
     "odmr_relay_start_time_seconds",
     "gauge",
@@ -225,7 +235,7 @@ export async function renderMetrics(src: MetricsSources): Promise<string> {
     "1 when the domain is on hold (mail kept, not delivered on ATRN).",
     domains.map((d) => [{ domain: d.name }, d.hold ? 1 : 0]),
   );
-  const failed = src.reports?.pendingCounts();
+  const [failed, outboundCounts] = await Promise.all([src.reports?.pendingCounts(), src.outbound?.counts()]);
   out.one(
     "odmr_relay_failed_recipients",
     "gauge",
@@ -242,7 +252,7 @@ export async function renderMetrics(src: MetricsSources): Promise<string> {
     "odmr_relay_outbound_pending",
     "gauge",
     "DSNs and notices waiting in the outbound queue.",
-    src.outbound?.counts().pending ?? 0,
+    outboundCounts?.pending ?? 0,
   );
   out.family(
     "odmr_relay_domain_oldest_queued_timestamp_seconds",

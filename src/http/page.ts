@@ -118,10 +118,11 @@ export function renderStatusPage(report: StatusReport): Html {
       </head>
       <body>
     <header>
-    <h1>odmr-relay</h1>
-    <p class="meta">version ${report.version} on ${report.runtime} · up ${formatAge(
-      report.uptimeSeconds,
-    )} · ${report.now} · refreshes every ${REFRESH_SECONDS}s${report.shuttingDown
+    <h1>odmr-relay <span class="muted" id="node-name">${report.node.name}</span></h1>
+    <p class="meta">version ${report.version} on ${report.runtime} · ${report.node
+      .backend} queue · up ${formatAge(
+        report.uptimeSeconds,
+      )} · ${report.now} · refreshes every ${REFRESH_SECONDS}s${report.shuttingDown
       ? html`
         · <span class="fail">shutting down</span>
       `
@@ -198,6 +199,30 @@ export function renderStatusPage(report: StatusReport): Html {
         </tbody>
       </table>
     `}
+    <h2>Cluster (${report.cluster.nodes.length} ${report.cluster.nodes.length === 1 ? "node" : "nodes"})</h2>
+    <p class="meta">Queue, domains and ATRN history are the whole queue's; sessions, listeners and watching
+      sessions are this node's.</p>
+    <ul id="cluster">
+    ${report.cluster.nodes.map((n) =>
+      html`<li><b>${n.name}</b>${
+        n.self
+          ? html`
+            <span class="muted">(this node)</span>
+          `
+          : ""
+      }${
+        n.hostname && n.hostname !== n.name
+          ? html`
+            on ${n.hostname}
+          `
+          : ""
+      }${
+        n.heartbeatAgeSeconds === null ? "" : html`
+          <span class="muted">· heartbeat ${formatAge(n.heartbeatAgeSeconds)} ago</span>
+        `
+      }</li>`
+    )}
+    </ul>
     <h2>Listeners</h2>
     <ul>
     ${report.listeners.map((l) =>

@@ -6,10 +6,10 @@
  * whose counter says they have mail. Mail waiting for its DSN is read through a partial index that
  * holds only those rows, and the outbound queue is small. Nothing here scans the recipients table.
  */
-import type { OutboundQueue } from "../queue/outbound_queue.ts";
-import type { ReportStore } from "../queue/report_store.ts";
+import type { OutboundCounts } from "../queue/outbound_queue.ts";
+import type { PendingDsnCounts } from "../queue/reporting.ts";
 import type { WatchingSession } from "../server/watch_sessions.ts";
-import type { Queue } from "../queue/queue.ts";
+import type { ClusterNode, Queue, QueueBackend } from "../queue/queue.ts";
 import type { ListenerInfo, RelayState } from "../relay_state.ts";
 
 /** One domain in the status report. */
@@ -25,6 +25,18 @@ export interface DomainStatus {
   /** Last ATRN that turned or found no mail. */
   lastAtrn: { at: string; peer: string | null; delivered: number | null } | null;
   lastFailure: { at: string; text: string | null } | null;
+}
+
+/** One node of the cluster in the status report. */
+export interface ClusterNodeStatus {
+  name: string;
+  hostname: string | null;
+  /** True for the node that answered. */
+  self: boolean;
+  startedAt: string | null;
+  lastHeartbeatAt: string | null;
+  /** Seconds since its last heartbeat, on the database server's clock; null without heartbeats. */
+  heartbeatAgeSeconds: number | null;
 }
 
 /** One recent ATRN session. */
@@ -50,6 +62,13 @@ export interface StatusReport {
   startedAt: string;
   uptimeSeconds: number;
   shuttingDown: boolean;
+  /**
+   * The node answering: sessions, listeners and watching are this node's; queue, domains and history
+   * are the whole (possibly shared) queue's.
+   */
+  node: { name: string; backend: QueueBackend; location: string };
+  /** The nodes using the queue (PostgreSQL: live heartbeats; SQLite: this one). */
+  cluster: { nodes: ClusterNodeStatus[] };
   listeners: (ListenerInfo & { address: string })[];
   sessions: { smtp: number; odmr: number };
   queue: {
@@ -71,13 +90,23 @@ export interface StatusReport {
   recentAtrnSessions: AtrnSessionStatus[];
 }
 
+/** Recipients waiting for their DSN, from either queue backend (src/queue/reporting.ts). */
+export interface PendingDsnSource {
+  pendingCounts(): Promise<PendingDsnCounts>;
+}
+
+/** The outbound queue's counts, from either queue backend. */
+export interface OutboundCountSource {
+  counts(): Promise<OutboundCounts>;
+}
+
 /** What the report is built from. */
 export interface StatusSources {
   store: Queue;
   state: RelayState;
   /** Absent in tests that build the app without the reporting side. */
-  reports?: ReportStore | undefined;
-  outbound?: OutboundQueue | undefined;
+  reports?: PendingDsnSource | undefined;
+  outbound?: OutboundCountSource | undefined;
   watching?: readonly WatchingSession[];
   version: string;
   runtime: string;
@@ -90,12 +119,15 @@ const ageSeconds = (now: number, then: number) => Math.max(0, Math.floor((now - 
 /** Builds the status report. */
 export async function buildStatus(src: StatusSources, recentSessions = 10): Promise<StatusReport> {
   const { store, state, now } = src;
-  const [counts, rows, postmasterMessages, sessions] = await Promise.all([
+  const [counts, rows, postmasterMessages, sessions, failed, outboundCounts] = await Promise.all([
     store.queueCounts(),
     store.domainQueueStatus(),
     store.postmasterMailboxCount(),
     store.recentAtrnSessions(recentSessions),
+    src.reports?.pendingCounts(),
+    src.outbound?.counts(),
   ]);
+  const clusterNodes = await store.clusterNodes();
   let oldest: number | null = null;
   for (const d of rows) {
     if (d.oldestQueuedAt !== null && (oldest === null || d.oldestQueuedAt < oldest)) {
@@ -125,6 +157,8 @@ export async function buildStatus(src: StatusSources, recentSessions = 10): Prom
     startedAt: iso(state.startedAt),
     uptimeSeconds: ageSeconds(now, state.startedAt),
     shuttingDown: state.shuttingDown,
+    node: { name: store.node, backend: store.backend, location: store.location },
+    cluster: { nodes: clusterNodes.map(clusterNodeStatus) },
     listeners: state.listeners.map((l) => ({
       ...l,
       address: l.host.includes(":") ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`,
@@ -137,8 +171,8 @@ export async function buildStatus(src: StatusSources, recentSessions = 10): Prom
       oldestQueuedAt: oldest === null ? null : iso(oldest),
       oldestAgeSeconds: oldest === null ? null : ageSeconds(now, oldest),
     },
-    failed: src.reports?.pendingCounts() ?? { recipients: 0, messages: 0 },
-    dsnsPending: outboundStatus(src.outbound),
+    failed: failed ?? { recipients: 0, messages: 0 },
+    dsnsPending: outboundStatus(outboundCounts),
     postmaster: { messages: postmasterMessages },
     watching: (src.watching ?? []).map((w) => ({ ...w, since: iso(w.since) })),
     domains,
@@ -158,11 +192,21 @@ export async function buildStatus(src: StatusSources, recentSessions = 10): Prom
   };
 }
 
-function outboundStatus(queue: OutboundQueue | undefined): StatusReport["dsnsPending"] {
-  const counts = queue?.counts();
+function outboundStatus(counts: OutboundCounts | undefined): StatusReport["dsnsPending"] {
   return {
     total: counts?.pending ?? 0,
     byKind: counts?.byKind ?? {},
     oldestAt: counts?.oldestCreatedAt == null ? null : iso(counts.oldestCreatedAt),
+  };
+}
+
+function clusterNodeStatus(n: ClusterNode): ClusterNodeStatus {
+  return {
+    name: n.name,
+    hostname: n.hostname,
+    self: n.self,
+    startedAt: n.startedAt === null ? null : iso(n.startedAt),
+    lastHeartbeatAt: n.heartbeatAt === null ? null : iso(n.heartbeatAt),
+    heartbeatAgeSeconds: n.heartbeatAgeMs === null ? null : Math.max(0, Math.floor(n.heartbeatAgeMs / 1000)),
   };
 }

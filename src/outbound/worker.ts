@@ -7,14 +7,16 @@
  * - deferred: tried again after a backoff (1 min, doubling, at most 4 h), until the row's lifetime
  *   (`dsnLifetime`) has passed, when it is logged and dropped.
  *
- * Rows are read from SQLite, so a restart picks up where the last run stopped; a row being sent when the
- * process dies is simply sent again (at-least-once, RFC 5321 6.1 accepts the duplicate).
+ * Rows are read from the queue's database through an {@linkcode OutboundStore} (SQLite, or PostgreSQL
+ * shared by several nodes, where `due` claims rows so that two nodes never send one row at once), so a
+ * restart picks up where the last run stopped; a row being sent when the process dies is simply sent
+ * again (at-least-once, RFC 5321 6.1 accepts the duplicate).
  *
  * @module
  */
 import type { Clock } from "../clock.ts";
 import type { Logger } from "../log/logger.ts";
-import type { OutboundQueue, OutboundRow } from "../queue/outbound_queue.ts";
+import type { OutboundCounts, OutboundRow } from "../queue/outbound_queue.ts";
 import type { OutboundDestination, OutboundResult, SendOutboundOptions } from "./send.ts";
 import { sendOutbound } from "./send.ts";
 
@@ -37,11 +39,26 @@ export function retryDelayMs(attempts: number): number {
 /** Sends one row (tests may replace it; default: `sendOutbound`). */
 export type Sender = (options: SendOutboundOptions) => Promise<OutboundResult>;
 
+/** The outbound rows as the worker uses them; each write is one committed transaction. */
+export interface OutboundStore {
+  /**
+   * Up to `limit` rows due now, oldest first, none of those in `exclude` (being sent by this worker).
+   * A store shared by several nodes claims the rows it returns for a while, so no other node sends them.
+   */
+  due(limit: number, exclude: ReadonlySet<number>): Promise<OutboundRow[]>;
+  /** Delivered, or given up: the row goes. */
+  remove(id: number): Promise<void>;
+  /** A temporary failure: one more attempt counted, the next at `nextAttemptAt`. */
+  defer(id: number, nextAttemptAt: number, error: string): Promise<void>;
+  /** When the next row is due (ms), or null when there is none. */
+  nextDueAt(): Promise<number | null>;
+  /** Pending rows by kind and the oldest (for /status and /metrics). */
+  counts(): Promise<OutboundCounts>;
+}
+
 /** Options of {@linkcode OutboundWorker}. */
 export interface OutboundWorkerOptions {
-  queue: OutboundQueue;
-  /** Runs a write in one transaction (the store's). */
-  transaction: <T>(fn: () => T) => T;
+  queue: OutboundStore;
   /** Where a row goes: the smarthost, or the MX of its domain. */
   destination: (row: OutboundRow) => OutboundDestination;
   /** Everything `sendOutbound` takes besides the message (hostname, DNS, timeouts, logger). */
@@ -50,12 +67,15 @@ export interface OutboundWorkerOptions {
   concurrency: number;
   clock: Clock;
   logger: Logger;
-  /** Told when a row is delivered, dropped or deferred, with the last answer (metrics, bounces). */
+  /**
+   * Told when a row is delivered, dropped or deferred, with the last answer (metrics, bounces); the
+   * attempt is over when what it returns has settled.
+   */
   onResult?: (
     row: OutboundRow,
     outcome: "delivered" | "dropped" | "deferred",
     answer: { code: number; text: string; remoteMta: string | null },
-  ) => void;
+  ) => void | Promise<void>;
   sender?: Sender;
 }
 
@@ -65,7 +85,9 @@ export class OutboundWorker {
   readonly #inFlight = new Map<number, Promise<void>>();
   readonly #stop = new AbortController();
   #timer: ReturnType<typeof setTimeout> | undefined;
-  #looking = false;
+  /** The look that has not started yet (many kicks share it), and the last one queued. */
+  #nextLook: Promise<void> | null = null;
+  #lastLook: Promise<void> = Promise.resolve();
   /** After the smarthost refused our credentials (or TLS), nothing is tried before this time. */
   #pausedUntil = 0;
   /** After such a pause one row probes the smarthost; the others wait for it to succeed. */
@@ -83,12 +105,12 @@ export class OutboundWorker {
   /** Something was queued: look now instead of at the next timer. */
   kick(): void {
     if (this.#stop.signal.aborted) return;
-    queueMicrotask(() => this.#look());
+    void this.#look();
   }
 
   /** Sends every row that is due now and waits until those attempts are over (tests, shutdown). */
   async runDue(): Promise<void> {
-    this.#look();
+    await this.#look();
     await Promise.all(this.#inFlight.values());
   }
 
@@ -96,17 +118,32 @@ export class OutboundWorker {
   async stop(): Promise<void> {
     clearTimeout(this.#timer);
     this.#stop.abort();
+    await this.#lastLook;
     await Promise.all(this.#inFlight.values());
   }
 
-  #look(): void {
-    if (this.#looking || this.#stop.signal.aborted) return;
-    this.#looking = true;
+  /** Looks are serialised (one reads the store at a time); kicks during one share the next. */
+  #look(): Promise<void> {
+    if (this.#nextLook) return this.#nextLook;
+    const look = this.#lastLook.then(async () => {
+      this.#nextLook = null;
+      await this.#lookOnce();
+    });
+    this.#nextLook = look;
+    this.#lastLook = look;
+    return look;
+  }
+
+  async #lookOnce(): Promise<void> {
+    if (this.#stop.signal.aborted) return;
     try {
       const room = (this.#probing ? 1 : this.#o.concurrency) - this.#inFlight.size;
       if (room > 0 && this.#o.clock.now() >= this.#pausedUntil) {
-        const rows = this.#o.queue.due(room + this.#inFlight.size).filter((r) => !this.#inFlight.has(r.id));
+        const rows = await this.#o.queue.due(room, new Set(this.#inFlight.keys()));
+        // Stopped meanwhile: the rows stay queued (a claimed one is due again after its claim).
+        if (this.#stop.signal.aborted) return;
         for (const row of rows.slice(0, room)) {
+          if (this.#inFlight.has(row.id)) continue;
           const attempt = this.#attempt(row).finally(() => {
             this.#inFlight.delete(row.id);
             this.kick();
@@ -116,28 +153,26 @@ export class OutboundWorker {
       }
     } catch (error) {
       this.#o.logger.error("outbound queue read failed", { error: String(error) });
-    } finally {
-      this.#looking = false;
-      this.#schedule();
     }
+    await this.#schedule();
   }
 
-  #schedule(): void {
-    clearTimeout(this.#timer);
-    if (this.#stop.signal.aborted) return;
+  async #schedule(): Promise<void> {
     let next: number | null = null;
     try {
-      next = this.#o.queue.nextDueAt();
+      next = await this.#o.queue.nextDueAt();
     } catch { /* the next look will log it */ }
+    clearTimeout(this.#timer);
+    if (this.#stop.signal.aborted) return;
     const due = next === null ? null : Math.max(next, this.#pausedUntil);
     const wait = due === null ? IDLE_LOOK_MS : Math.min(IDLE_LOOK_MS, Math.max(0, due - this.#o.clock.now()));
     // Rows being sent are "due" too; their end kicks the worker, so no busy loop here.
-    this.#timer = setTimeout(() => this.#look(), this.#inFlight.size > 0 ? Math.max(wait, 1000) : wait);
+    this.#timer = setTimeout(() => void this.#look(), this.#inFlight.size > 0 ? Math.max(wait, 1000) : wait);
     (this.#timer as { unref?: () => void }).unref?.();
   }
 
   async #attempt(row: OutboundRow): Promise<void> {
-    const { logger, clock, queue, transaction } = this.#o;
+    const { logger, clock, queue } = this.#o;
     const log = logger.child({ outbound: row.id, kind: row.kind });
     let result: OutboundResult;
     try {
@@ -168,20 +203,20 @@ export class OutboundWorker {
     try {
       if (outcome.result === "delivered") {
         this.#probing = false;
-        transaction(() => queue.remove(row.id));
+        await queue.remove(row.id);
         log.info("outbound delivered", fields);
-        this.#o.onResult?.(row, "delivered", outcome);
+        await this.#o.onResult?.(row, "delivered", outcome);
       } else if (outcome.result === "failed") {
-        transaction(() => queue.remove(row.id));
+        await queue.remove(row.id);
         // Never a DSN about a DSN: a bounce that bounces is only logged.
         log.warn("outbound dropped: permanent failure", fields);
-        this.#o.onResult?.(row, "dropped", outcome);
+        await this.#o.onResult?.(row, "dropped", outcome);
       } else if (this.#stop.signal.aborted) {
         // Shutdown cancelled it: not an attempt that counts; it goes again after the restart.
       } else if (clock.now() >= row.expiresAt) {
-        transaction(() => queue.remove(row.id));
+        await queue.remove(row.id);
         log.warn("outbound dropped: lifetime over", { ...fields, attempts: row.attempts + 1 });
-        this.#o.onResult?.(row, "dropped", outcome);
+        await this.#o.onResult?.(row, "dropped", outcome);
       } else {
         const next = clock.now() + retryDelayMs(row.attempts + 1);
         // The same refusal awaits every row at this smarthost: one failed login per backoff, not one
@@ -190,13 +225,13 @@ export class OutboundWorker {
           this.#pausedUntil = Math.max(this.#pausedUntil, next);
           this.#probing = true;
         }
-        transaction(() => queue.defer(row.id, Math.min(next, row.expiresAt), outcome.text));
+        await queue.defer(row.id, Math.min(next, row.expiresAt), outcome.text);
         log.info("outbound deferred", {
           ...fields,
           attempts: row.attempts + 1,
           retryAt: new Date(next).toISOString(),
         });
-        this.#o.onResult?.(row, "deferred", outcome);
+        await this.#o.onResult?.(row, "deferred", outcome);
       }
     } catch (error) {
       // The row stays as it was and is tried again: a duplicate at worst, never a loss.

@@ -10,13 +10,14 @@
  *
  * @module
  */
-import { composeDsn } from "../dsn/compose.ts";
+import type { Clock } from "../clock.ts";
+import { type ComposedDsn, composeDsn } from "../dsn/compose.ts";
 import { actionFor, needsDsn } from "../dsn/policy.ts";
 import { replyFromRecorded } from "../dsn/remote.ts";
 import type { DsnRecipient, DsnReply } from "../dsn/types.ts";
 import { Code550NotTaken } from "../smtp/codes.ts";
 import { type ReportJobDeps, reportMessageId } from "./report_deps.ts";
-import type { Routed } from "./report_router.ts";
+import type { Report, Routed } from "./report_router.ts";
 import type { PendingRecipient, ReportedMessage } from "./report_store.ts";
 
 /** What the DSN step needs. */
@@ -30,14 +31,14 @@ export interface BounceDeps extends ReportJobDeps {
 }
 
 /** Messages handled per call; the caller calls again while there is more. */
-const BATCH = 50;
+export const DSN_BATCH = 50;
 
 /**
  * Reports what is pending (at most one batch of messages) in ONE transaction (one fsync), each message
  * in its own savepoint so a failing one stays pending alone; returns how many messages were looked at.
  */
 export function reportPendingDsns(deps: BounceDeps): number {
-  const ids = deps.reports.pendingMessageIds(BATCH);
+  const ids = deps.reports.pendingMessageIds(DSN_BATCH);
   if (ids.length === 0) return 0;
   const logs: (() => void)[] = [];
   deps.store.transaction(() => {
@@ -57,7 +58,7 @@ export function reportPendingDsns(deps: BounceDeps): number {
 
 /** Queues one message's DSN and removes what it reports (inside the caller's transaction). */
 function reportMessage(deps: BounceDeps, messageId: number): () => void {
-  const { reports, logger } = deps;
+  const { reports } = deps;
   const message = reports.message(messageId);
   const pending = reports.pendingRecipients(messageId);
   if (!message) {
@@ -65,62 +66,92 @@ function reportMessage(deps: BounceDeps, messageId: number): () => void {
     return () => {};
   }
   const facts = new Map<string, number | null>();
-  const lastCollected = (domain: string) => {
+  const plan = planDsn(message, pending, (domain) => {
     if (!facts.has(domain)) facts.set(domain, reports.domain(domain)?.lastAtrnAt ?? null);
-    const at = facts.get(domain);
-    return at === null || at === undefined ? null : new Date(at);
-  };
+    return facts.get(domain) ?? null;
+  });
+  const composed = plan.reported.length > 0 ? compose(deps, message, plan.reported) : null;
+  let where: Routed = "dropped";
+  if (composed) {
+    const [dsn, copy] = dsnReports(deps, message, composed, plan.failures);
+    where = deps.router.route(dsn);
+    if (copy) deps.router.route(copy);
+  }
+  reports.finishReported(messageId);
+  return () => logReported(deps, message, plan, composed, where);
+}
+
+/** Which of a message's pending recipients its DSN reports, and whether any of them failed. */
+export interface DsnPlan {
+  reported: DsnRecipient[];
+  failures: boolean;
+  /** Recipients that leave without a DSN (null sender, NOTIFY). */
+  silent: number;
+}
+
+/** Decides one message's DSN; `lastAtrnAt` gives a domain's last collection (for expired recipients). */
+export function planDsn(
+  message: ReportedMessage,
+  pending: readonly PendingRecipient[],
+  lastAtrnAt: (domain: string) => number | null,
+): DsnPlan {
   const reported: DsnRecipient[] = [];
   for (const r of pending) {
-    const dsn = dsnRecipient(r, lastCollected(r.domain));
+    const at = lastAtrnAt(r.domain);
+    const dsn = dsnRecipient(r, at === null ? null : new Date(at));
+    // RFC 3461 4.1: no DSN to the null sender, none that NOTIFY does not ask for.
     if (needsDsn({ sender: message.mailFrom, notify: r.notify, action: actionFor(dsn.cause) })) {
       reported.push(dsn);
     }
   }
-  const composed = reported.length > 0 ? compose(deps, message, reported) : null;
-  let where: Routed = "dropped";
   const failures = reported.some((r) => actionFor(r.cause) === "failed");
+  return { reported, failures, silent: pending.length - reported.length };
+}
+
+/** The DSN to the sender, and the copy to the postmaster when one is configured and something failed. */
+export function dsnReports(
+  deps: Pick<BounceDeps, "postmasterCopy">,
+  message: ReportedMessage,
+  composed: ComposedDsn,
+  failures: boolean,
+): [Report, ...Report[]] {
+  const dsn = (rcpt: string, kind: "dsn" | "postmaster"): Report => ({
+    kind,
+    rcpt,
+    bytes: composed.bytes,
+    eightBit: composed.eightBit,
+    smtputf8: composed.smtputf8,
+    aboutMessageId: message.id,
+  });
+  const copy = deps.postmasterCopy && failures ? [dsn(deps.postmasterCopy, "postmaster")] : [];
+  return [dsn(message.mailFrom, "dsn"), ...copy];
+}
+
+/** Logs and counts one reported message; called only once the commit has made it true. */
+export function logReported(
+  deps: Pick<BounceDeps, "logger" | "onDsn">,
+  message: ReportedMessage,
+  plan: DsnPlan,
+  composed: ComposedDsn | null,
+  where: Routed,
+): void {
   if (composed) {
-    where = deps.router.route({
-      kind: "dsn",
-      rcpt: message.mailFrom,
-      bytes: composed.bytes,
-      eightBit: composed.eightBit,
-      smtputf8: composed.smtputf8,
-      aboutMessageId: messageId,
+    deps.logger.info("dsn queued", {
+      msgId: message.id,
+      to: message.mailFrom,
+      recipients: plan.reported.length,
+      route: where,
+      messageId: composed.messageId,
     });
-    if (deps.postmasterCopy && failures) {
-      deps.router.route({
-        kind: "postmaster",
-        rcpt: deps.postmasterCopy,
-        bytes: composed.bytes,
-        eightBit: composed.eightBit,
-        smtputf8: composed.smtputf8,
-        aboutMessageId: messageId,
-      });
-    }
+    deps.onDsn?.(plan.failures ? "failure" : "relayed", where);
   }
-  reports.finishReported(messageId);
-  const silent = pending.length - reported.length;
-  return () => {
-    if (composed) {
-      logger.info("dsn queued", {
-        msgId: messageId,
-        to: message.mailFrom,
-        recipients: reported.length,
-        route: where,
-        messageId: composed.messageId,
-      });
-      deps.onDsn?.(failures ? "failure" : "relayed", where);
-    }
-    if (silent > 0) {
-      logger.info("recipients left the queue without a DSN", {
-        msgId: messageId,
-        count: silent,
-        why: message.mailFrom === "" ? "null sender" : "NOTIFY",
-      });
-    }
-  };
+  if (plan.silent > 0) {
+    deps.logger.info("recipients left the queue without a DSN", {
+      msgId: message.id,
+      count: plan.silent,
+      why: message.mailFrom === "" ? "null sender" : "NOTIFY",
+    });
+  }
 }
 
 /** Composes the DSN of one message; exported for the delay warnings, which report queued recipients. */
@@ -128,7 +159,17 @@ export function compose(
   deps: Pick<BounceDeps, "store" | "hostname" | "clock" | "maxFullBytes">,
   message: ReportedMessage,
   recipients: DsnRecipient[],
-) {
+): ComposedDsn {
+  return composeWith(deps, message, recipients, deps.store.readBody(message.id));
+}
+
+/** Composes the DSN of one message over its body (`content`, read by the caller's backend). */
+export function composeWith(
+  deps: { hostname: string; clock: Clock; maxFullBytes: number },
+  message: ReportedMessage,
+  recipients: DsnRecipient[],
+  content: Iterable<Uint8Array>,
+): ComposedDsn {
   return composeDsn({
     reportingMta: deps.hostname,
     messageId: reportMessageId(deps.clock),
@@ -142,7 +183,7 @@ export function compose(
       queueId: message.id,
     },
     recipients,
-    content: deps.store.readBody(message.id),
+    content,
     maxFullBytes: deps.maxFullBytes,
     // A 7-bit DSN goes to any MX; an 8-bit one needs 8BITMIME there. Only an SMTPUTF8 message (whose
     // sender's server must speak SMTPUTF8 anyway) gets its 8-bit original back whole.
@@ -151,7 +192,7 @@ export function compose(
 }
 
 /** The DSN's view of a pending recipient. */
-function dsnRecipient(r: PendingRecipient, lastCollected: Date | null): DsnRecipient {
+export function dsnRecipient(r: PendingRecipient, lastCollected: Date | null): DsnRecipient {
   const base = {
     address: r.address,
     orcpt: r.orcpt,

@@ -14,10 +14,10 @@
  */
 import { needsDsn } from "../dsn/policy.ts";
 import type { DsnRecipient } from "../dsn/types.ts";
-import { compose, storedReply } from "./bounces.ts";
+import { compose, dsnReports, storedReply } from "./bounces.ts";
 import type { ReportJobDeps } from "./report_deps.ts";
 import type { Routed } from "./report_router.ts";
-import type { DelayedRecipient, DomainFacts } from "./report_store.ts";
+import type { DelayedRecipient, DomainFacts, ReportedMessage } from "./report_store.ts";
 
 /** What the delay warnings need. */
 export interface DelayWarningDeps extends ReportJobDeps {
@@ -30,7 +30,7 @@ export interface DelayWarningDeps extends ReportJobDeps {
 }
 
 /** Messages looked at per domain and step in one run; the rest waits for the next run. */
-const BATCH = 1000;
+export const DELAY_BATCH = 1000;
 
 /** Sends the delay warnings that are due; returns how many warnings were queued. */
 export function sendDelayWarnings(deps: DelayWarningDeps): number {
@@ -47,8 +47,8 @@ export function sendDelayWarnings(deps: DelayWarningDeps): number {
     let complete = true;
     const messageIds = new Set<number>();
     for (const domain of domains.values()) {
-      const ids = reports.delayedMessageIds(domain.name, watermark, upTo, stepMs, BATCH);
-      if (ids.length === BATCH) complete = false;
+      const ids = reports.delayedMessageIds(domain.name, watermark, upTo, stepMs, DELAY_BATCH);
+      if (ids.length === DELAY_BATCH) complete = false;
       for (const id of ids) messageIds.add(id);
     }
     // One warning per message, whatever domains its recipients are in.
@@ -71,8 +71,32 @@ function warn(
 ): number {
   const message = deps.reports.message(messageId);
   if (!message) return 0;
+  const recipients = delayedDsnRecipients(deps, message, rows, domains);
+  const composed = recipients.length > 0 ? compose(deps, message, recipients) : null;
+  let where: Routed = "dropped";
+  deps.store.transaction(() => {
+    if (composed) {
+      where = deps.router.route(dsnReports({ postmasterCopy: null }, message, composed, false)[0]);
+    }
+    for (const r of rows) deps.reports.markWarned(r.id, stepMs);
+  });
+  if (!composed) return 0;
+  logWarned(deps, message, recipients.length, where);
+  return 1;
+}
+
+/**
+ * The recipients of `rows` (a message's, due at one step) that its sender is warned about (RFC 3461
+ * 4.1: NOTIFY allows DELAY; never the null sender), as the DSN shows them.
+ */
+export function delayedDsnRecipients(
+  deps: Pick<DelayWarningDeps, "lifetimeMs">,
+  message: ReportedMessage,
+  rows: readonly DelayedRecipient[],
+  domains: ReadonlyMap<string, DomainFacts>,
+): DsnRecipient[] {
   const due = rows.filter((r) => needsDsn({ sender: message.mailFrom, notify: r.notify, action: "delayed" }));
-  const recipients: DsnRecipient[] = due.map((r) => {
+  return due.map((r) => {
     const domain = domains.get(r.domain);
     const lifetimeMs = domain?.retentionMs ?? deps.lifetimeMs;
     const lastAtrn = domain?.lastAtrnAt ?? null;
@@ -87,27 +111,15 @@ function warn(
       ...(reply ? { lastReply: reply, ...(r.remoteMta ? { remoteMta: r.remoteMta } : {}) } : {}),
     };
   });
-  const composed = recipients.length > 0 ? compose(deps, message, recipients) : null;
-  let where: Routed = "dropped";
-  deps.store.transaction(() => {
-    if (composed) {
-      where = deps.router.route({
-        kind: "dsn",
-        rcpt: message.mailFrom,
-        bytes: composed.bytes,
-        eightBit: composed.eightBit,
-        smtputf8: composed.smtputf8,
-        aboutMessageId: messageId,
-      });
-    }
-    for (const r of rows) deps.reports.markWarned(r.id, stepMs);
-  });
-  if (!composed) return 0;
-  deps.logger.info("delay warning queued", {
-    msgId: messageId,
-    to: message.mailFrom,
-    recipients: due.length,
-  });
+}
+
+/** Logs and counts one queued warning (after its commit). */
+export function logWarned(
+  deps: Pick<DelayWarningDeps, "logger" | "onDsn">,
+  message: ReportedMessage,
+  recipients: number,
+  where: Routed,
+): void {
+  deps.logger.info("delay warning queued", { msgId: message.id, to: message.mailFrom, recipients });
   deps.onDsn?.("delay", where);
-  return 1;
 }

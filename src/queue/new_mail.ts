@@ -4,6 +4,10 @@
  * the counters before it looks at the queue and waits for any of them to move, so mail committed between
  * its last look and its wait is never missed.
  *
+ * With several nodes on one PostgreSQL queue, mail committed on another node arrives as a NOTIFY
+ * (src/queue/pg/pg_new_mail.ts). When the listener was disconnected, notifications were lost, so it
+ * wakes everyone (`notifyAll`): a woken session only re-checks the queue, which is the truth.
+ *
  * @module
  */
 
@@ -19,6 +23,11 @@ interface Waiter {
 export class NewMailSignal {
   readonly #counters = new Map<string, number>();
   readonly #waiters = new Set<Waiter>();
+  /**
+   * Moves with every `notifyAll`. A mark holds counter + epoch per domain: both only grow, so the sum
+   * changes when either does, including for domains that never had a counter of their own.
+   */
+  #epoch = 0;
 
   /** Mail for `domains` was committed. */
   notify(domains: Iterable<string>): void {
@@ -37,9 +46,22 @@ export class NewMailSignal {
     }
   }
 
+  /**
+   * Mail may have been committed for any domain (the cross-node listener missed notifications while
+   * it was reconnecting): every waiting session wakes, and every mark taken before is stale.
+   */
+  notifyAll(): void {
+    this.#epoch++;
+    for (const waiter of this.#waiters) waiter.wake();
+  }
+
   /** The current counters of `domains`; take it before looking at the queue. */
   mark(domains: readonly string[]): MailMark {
-    return new Map(domains.map((d) => [d, this.#counters.get(d) ?? 0]));
+    return new Map(domains.map((d) => [d, this.#current(d)]));
+  }
+
+  #current(domain: string): number {
+    return (this.#counters.get(domain) ?? 0) + this.#epoch;
   }
 
   /**
@@ -48,7 +70,7 @@ export class NewMailSignal {
    */
   wait(since: MailMark, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
     for (const [domain, seen] of since) {
-      if ((this.#counters.get(domain) ?? 0) !== seen) return Promise.resolve(true);
+      if (this.#current(domain) !== seen) return Promise.resolve(true);
     }
     if (signal?.aborted) return Promise.resolve(false);
     const waiters = this.#waiters;

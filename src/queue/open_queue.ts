@@ -39,9 +39,8 @@ export async function openQueue(config: QueueConfig, options: OpenQueueOptions =
     });
   }
   // The page cache matters for the long-running relay's /status and ATRN reads, not for one command.
-  return SqliteQueue.open(
-    config.dataDir,
-    options.clock,
-    options.serving ? { cacheBytes: config.queueCacheSize } : {},
-  );
+  return SqliteQueue.open(config.dataDir, options.clock, {
+    node: config.nodeName,
+    ...(options.serving ? { cacheBytes: config.queueCacheSize } : {}),
+  });
 }

@@ -129,15 +129,21 @@ export class OutboundQueue {
 
   /** Pending rows by kind and the oldest one's age. */
   counts(): OutboundCounts {
-    const rows = this.#stmts.counts.all() as unknown as { kind: string; n: number; oldest: number }[];
-    const byKind: Record<string, number> = {};
-    let pending = 0;
-    let oldest: number | null = null;
-    for (const r of rows) {
-      byKind[r.kind] = r.n;
-      pending += r.n;
-      if (oldest === null || r.oldest < oldest) oldest = r.oldest;
-    }
-    return { pending, byKind, oldestCreatedAt: oldest };
+    return outboundCounts(
+      this.#stmts.counts.all() as unknown as { kind: string; n: number; oldest: number }[],
+    );
   }
+}
+
+/** The counts from per-kind rows (count and oldest `created_at`); shared with the PostgreSQL store. */
+export function outboundCounts(rows: readonly { kind: string; n: number; oldest: number }[]): OutboundCounts {
+  const byKind: Record<string, number> = {};
+  let pending = 0;
+  let oldest: number | null = null;
+  for (const r of rows) {
+    byKind[r.kind] = r.n;
+    pending += r.n;
+    if (oldest === null || r.oldest < oldest) oldest = r.oldest;
+  }
+  return { pending, byKind, oldestCreatedAt: oldest };
 }

@@ -13,9 +13,9 @@ import { composeDsn } from "../dsn/compose.ts";
 import { replyFromRecorded } from "../dsn/remote.ts";
 import type { Logger } from "../log/logger.ts";
 import { canonicalDomain } from "../smtp/idna.ts";
-import type { OutboundQueue, OutboundRow } from "./outbound_queue.ts";
+import type { NewOutbound, OutboundQueue, OutboundRow } from "./outbound_queue.ts";
 import { reportMessageId } from "./report_deps.ts";
-import type { ReportRouter } from "./report_router.ts";
+import type { Report, ReportRouter } from "./report_router.ts";
 import { concat } from "./spool.ts";
 import type { QueueStore } from "./store.ts";
 
@@ -32,8 +32,7 @@ export function forwardPostmasterMail(
   deps: { store: QueueStore; outbound: OutboundQueue; lifetimeMs: number; logger: Logger },
   address: string,
 ): number {
-  const at = address.lastIndexOf("@");
-  const domain = at > 0 ? canonicalDomain(address.slice(at + 1)) : null;
+  const domain = addressDomain(address);
   if (domain === null || deps.store.hasDomain(domain)) return 0;
   const rows = deps.store.postmasterWaiting(50);
   let moved = 0;
@@ -41,17 +40,7 @@ export function forwardPostmasterMail(
     if (row.size > MAX_FORWARDED_BYTES) continue;
     const body = concat([...deps.store.readBody(row.messageId)]);
     deps.store.transaction(() => {
-      deps.outbound.add({
-        kind: "postmaster",
-        mailFrom: row.mailFrom,
-        rcpt: address,
-        domain,
-        body,
-        eightBit: row.eightBit,
-        smtputf8: row.smtputf8,
-        lifetimeMs: deps.lifetimeMs,
-        aboutMessageId: row.messageId,
-      });
+      deps.outbound.add(forwardedRow(row, address, domain, body, deps.lifetimeMs));
       deps.store.removeForwardedPostmaster(row.id, row.messageId);
     });
     deps.logger.info("postmaster mail forwarded", { msgId: row.messageId, to: address });
@@ -70,7 +59,49 @@ export function bounceForwarded(
   row: OutboundRow,
   answer: { code: number; text: string; remoteMta: string | null },
 ): void {
-  if (row.kind !== "postmaster" || row.mailFrom === "") return;
+  const report = forwardBounce(deps, row, answer);
+  if (!report) return;
+  deps.store.transaction(() => deps.router.route(report));
+  deps.logger.info("postmaster forward failed; its sender is told", { to: row.mailFrom, code: answer.code });
+}
+
+/** The canonical domain of `address` (for the outbound row and the hosted check), or null. */
+export function addressDomain(address: string): string | null {
+  const at = address.lastIndexOf("@");
+  return at > 0 ? canonicalDomain(address.slice(at + 1)) : null;
+}
+
+/** The outbound row that forwards one postmaster message, with its sender's reverse-path. */
+export function forwardedRow(
+  row: { messageId: number; mailFrom: string; eightBit: boolean; smtputf8: boolean },
+  address: string,
+  domain: string,
+  body: Uint8Array,
+  lifetimeMs: number,
+): NewOutbound {
+  return {
+    kind: "postmaster",
+    mailFrom: row.mailFrom,
+    rcpt: address,
+    domain,
+    body,
+    eightBit: row.eightBit,
+    smtputf8: row.smtputf8,
+    lifetimeMs,
+    aboutMessageId: row.messageId,
+  };
+}
+
+/**
+ * The DSN to the sender of a failed postmaster forward (see `bounceForwarded`), or null when none is
+ * due: not a forward, or its sender is `<>` (RFC 3461 6.2).
+ */
+export function forwardBounce(
+  deps: { hostname: string; clock: Clock },
+  row: OutboundRow,
+  answer: { code: number; text: string; remoteMta: string | null },
+): Report | null {
+  if (row.kind !== "postmaster" || row.mailFrom === "") return null;
   const permanent = answer.code >= 500;
   const composed = composeDsn({
     reportingMta: deps.hostname,
@@ -89,15 +120,12 @@ export function bounceForwarded(
     ],
     content: [row.body],
   });
-  deps.store.transaction(() =>
-    deps.router.route({
-      kind: "dsn",
-      rcpt: row.mailFrom,
-      bytes: composed.bytes,
-      eightBit: composed.eightBit,
-      smtputf8: composed.smtputf8,
-      aboutMessageId: row.aboutMessageId,
-    })
-  );
-  deps.logger.info("postmaster forward failed; its sender is told", { to: row.mailFrom, code: answer.code });
+  return {
+    kind: "dsn",
+    rcpt: row.mailFrom,
+    bytes: composed.bytes,
+    eightBit: composed.eightBit,
+    smtputf8: composed.smtputf8,
+    aboutMessageId: row.aboutMessageId,
+  };
 }

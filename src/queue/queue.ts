@@ -5,9 +5,9 @@
  * - `SqliteQueue` (src/queue/sqlite_queue.ts): the embedded default, one SQLite file in `dataDir`. Its
  *   work is synchronous underneath (node:sqlite), so every method has done its work, committed, before
  *   it returns its promise; the group commit and prepared statements stay as they were.
- * - `PostgresQueue` (src/queue/pg/postgres_queue.ts): several relay nodes sharing one database. It passes
- *   the same store suite as SQLite (test/queue/queue_suite.ts); no setting selects it yet, because the
- *   reporting jobs (DSNs, outbound) still run on SQLite only.
+ * - `PostgresQueue` (src/queue/pg/postgres_queue.ts): several relay nodes sharing one database, selected
+ *   by a `postgres://` `database` setting. It passes the same store suite as SQLite
+ *   (test/queue/queue_suite.ts); its reporting jobs are src/queue/pg/pg_bounces.ts and its siblings.
  *
  * Every write method is one transaction, committed durably before its promise resolves (SQLite
  * synchronous=FULL; PostgreSQL synchronous_commit=on): the intake answers 250 only after `enqueue`
@@ -58,11 +58,32 @@ export interface DomainLeaseTable {
   claimJob(name: string, ttlMs: number): Promise<boolean>;
 }
 
+/** One relay node using the queue, for /status and /metrics. */
+export interface ClusterNode {
+  /** The node's identity: `nodeName` (SQLite), `nodeName#suffix` per process (PostgreSQL). */
+  name: string;
+  /** The host it runs on, as it reported it. */
+  hostname: string | null;
+  /** When it joined, ms since the epoch (PostgreSQL: the database server's clock); null if unknown. */
+  startedAt: number | null;
+  /** Its last heartbeat, ms since the epoch (server clock); null for SQLite, which has none. */
+  heartbeatAt: number | null;
+  /** Milliseconds since that heartbeat, measured on the database server; null without one. */
+  heartbeatAgeMs: number | null;
+  /** True for the node answering this request. */
+  self: boolean;
+}
+
+/** What a cross-node new-mail listener reports: committed mail for these domains, or for any ("all"). */
+export type NewMailEvent = string[] | "all";
+
 /** The queue: accounts, domains, accepted mail, delivery, history and status. */
 export interface Queue {
   readonly backend: QueueBackend;
   /** Where the queue lives, for logs and /status (a file path, or the URL without its password). */
   readonly location: string;
+  /** This node's name in /status, /metrics and (PostgreSQL) lease rows. */
+  readonly node: string;
   readonly leases: DomainLeaseTable;
   /** Most bytes the relay's own postmaster mailbox may hold (config `postmasterMailboxQuota`). */
   postmasterQuotaBytes: number;
@@ -127,6 +148,27 @@ export interface Queue {
   domainQueueStatus(): Promise<DomainQueueStatus[]>;
   postmasterMailboxBytes(): Promise<number>;
   postmasterMailboxCount(): Promise<number>;
+  /**
+   * The nodes using this queue, this one marked `self`. PostgreSQL: every node whose heartbeat is
+   * younger than the lease ttl (a node that died drops out), plus this one; SQLite: just this one.
+   */
+  clusterNodes(): Promise<ClusterNode[]>;
+
+  // new mail from other nodes
+  /**
+   * Calls `onMail` whenever another node (or this one) commits mail, with its domains, or "all" when
+   * notifications may have been missed (after a reconnect). Only a wake-up hint: the queue stays the
+   * truth. Absent where one process owns the queue (SQLite). Returns a function that stops it.
+   */
+  watchNewMail?(
+    onMail: (domains: NewMailEvent) => void,
+    options?: {
+      /** Told when the listening connection is lost or a reconnect fails (it keeps trying). */
+      onError?: (error: Error) => void;
+      /** Told each time LISTEN is in place (first connect and every reconnect). */
+      onListening?: () => void;
+    },
+  ): () => Promise<void>;
 
   // operations
   /** True when the database answers and accepts a write (for /readyz). */

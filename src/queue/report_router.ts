@@ -10,7 +10,8 @@ import type { Clock } from "../clock.ts";
 import type { Logger } from "../log/logger.ts";
 import { isAddressLiteral } from "../smtp/domain.ts";
 import { canonicalDomain } from "../smtp/idna.ts";
-import type { OutboundKind, OutboundQueue } from "./outbound_queue.ts";
+import type { BodySource, IncomingMessage, RecipientVerdict } from "./enqueue.ts";
+import type { NewOutbound, OutboundKind, OutboundQueue } from "./outbound_queue.ts";
 import { type QueueStore, QuotaExceededError } from "./store.ts";
 
 /** A report ready to be queued. */
@@ -44,61 +45,92 @@ export class ReportRouter {
 
   /** Queues `report` from the null sender `<>` (RFC 3461 6.2); call inside a transaction. */
   route(report: Report): Routed {
-    const at = report.rcpt.lastIndexOf("@");
-    const given = at > 0 ? report.rcpt.slice(at + 1) : "";
-    // An address literal (RFC 5321 4.1.3) is delivered to directly; a name in its A-label form.
-    const domain = isAddressLiteral(given) ? given : canonicalDomain(given);
-    if (domain === null) {
-      this.options.logger.warn("report dropped: recipient has no usable domain", { to: report.rcpt });
-      return "dropped";
-    }
+    const { logger } = this.options;
+    const domain = reportDomain(report.rcpt);
+    if (domain === null) return dropReport(logger, report, "no-domain");
     if (this.store.hasDomain(domain)) {
       // The same rules as the intake's RCPT: no routing syntax, only listed mailboxes, the quota. A DSN
       // must not carry mail where a sender could not send it directly.
-      const verdict = this.store.recipientVerdict(domain, report.rcpt.slice(0, at), report.bytes.length);
-      if (verdict !== "accept") {
-        this.options.logger.warn("report dropped: the hosted recipient does not accept it", {
-          to: report.rcpt,
-          why: verdict,
-        });
-        return "dropped";
-      }
+      const localPart = report.rcpt.slice(0, report.rcpt.lastIndexOf("@"));
+      const verdict = this.store.recipientVerdict(domain, localPart, report.bytes.length);
+      if (verdict !== "accept") return dropReport(logger, report, verdict);
       try {
-        this.store.enqueueInTransaction({
-          mailFrom: "",
-          clientIp: "127.0.0.1",
-          clientHelo: this.options.hostname,
-          tls: false,
-          bodyType: report.eightBit ? "8BITMIME" : null,
-          smtputf8: report.smtputf8,
-          envid: null,
-          ret: null,
-          recipients: [{ address: report.rcpt, domain, notify: null, orcpt: null }],
-        }, { size: report.bytes.length, eightBit: report.eightBit, chunks: () => [report.bytes] });
+        const { message, body } = localReport(report, domain, this.options.hostname);
+        this.store.enqueueInTransaction(message, body);
         // Called inside the transaction; the woken session looks only after it has committed (the
         // event loop runs nothing else until then).
         this.options.onQueuedLocally?.(domain);
         return "local";
       } catch (error) {
         if (!(error instanceof QuotaExceededError)) throw error;
-        // The sender's own domain is full: like an undeliverable DSN, logged and dropped.
-        this.options.logger.warn("report dropped: the recipient's domain is over its quota", {
-          to: report.rcpt,
-        });
-        return "dropped";
+        return dropReport(logger, report, "over-quota");
       }
     }
-    this.outbound.add({
-      kind: report.kind,
-      mailFrom: "",
-      rcpt: report.rcpt,
-      domain,
-      body: report.bytes,
-      eightBit: report.eightBit,
-      smtputf8: report.smtputf8,
-      lifetimeMs: this.options.lifetimeMs,
-      aboutMessageId: report.aboutMessageId ?? null,
-    });
+    this.outbound.add(outboundReport(report, domain, this.options.lifetimeMs));
     return "outbound";
   }
+}
+
+/** The domain a report goes to: an address literal (RFC 5321 4.1.3) as is, a name in A-label form. */
+export function reportDomain(rcpt: string): string | null {
+  const at = rcpt.lastIndexOf("@");
+  const given = at > 0 ? rcpt.slice(at + 1) : "";
+  return isAddressLiteral(given) ? given : canonicalDomain(given);
+}
+
+/** A report as a message of the main queue, from `<>`, for its one hosted recipient. */
+export function localReport(
+  report: Report,
+  domain: string,
+  hostname: string,
+): { message: IncomingMessage; body: BodySource } {
+  return {
+    message: {
+      mailFrom: "",
+      clientIp: "127.0.0.1",
+      clientHelo: hostname,
+      tls: false,
+      bodyType: report.eightBit ? "8BITMIME" : null,
+      smtputf8: report.smtputf8,
+      envid: null,
+      ret: null,
+      recipients: [{ address: report.rcpt, domain, notify: null, orcpt: null }],
+    },
+    body: { size: report.bytes.length, eightBit: report.eightBit, chunks: () => [report.bytes] },
+  };
+}
+
+/** A report as an outbound row, from `<>` (RFC 3461 6.2). */
+export function outboundReport(report: Report, domain: string, lifetimeMs: number): NewOutbound {
+  return {
+    kind: report.kind,
+    mailFrom: "",
+    rcpt: report.rcpt,
+    domain,
+    body: report.bytes,
+    eightBit: report.eightBit,
+    smtputf8: report.smtputf8,
+    lifetimeMs,
+    aboutMessageId: report.aboutMessageId ?? null,
+  };
+}
+
+/**
+ * Logs why a report is dropped: no usable domain, or a hosted recipient that would refuse it (like an
+ * undeliverable DSN, it is not reported on).
+ */
+export function dropReport(
+  logger: Logger,
+  report: Report,
+  why: Exclude<RecipientVerdict, "accept"> | "no-domain",
+): "dropped" {
+  if (why === "no-domain") {
+    logger.warn("report dropped: recipient has no usable domain", { to: report.rcpt });
+  } else if (why === "over-quota") {
+    // The sender's own domain is full.
+    logger.warn("report dropped: the recipient's domain is over its quota", { to: report.rcpt });
+  } else {
+    logger.warn("report dropped: the hosted recipient does not accept it", { to: report.rcpt, why });
+  }
+  return "dropped";
 }

@@ -7,11 +7,12 @@
  *
  * @module
  */
-import type { Clock } from "../clock.ts";
+import { hostname as osHostname } from "node:os";
+import { type Clock, systemClock } from "../clock.ts";
 import { DomainLeases } from "./leases.ts";
 import type { OpenOptions } from "./db.ts";
 import { openStore } from "./open.ts";
-import type { DomainLeaseTable, Queue, QueueBackend } from "./queue.ts";
+import type { ClusterNode, DomainLeaseTable, Queue, QueueBackend } from "./queue.ts";
 import type {
   Account,
   AccountSecrets,
@@ -65,21 +66,41 @@ function settle<T>(fn: () => T): Promise<T> {
   }
 }
 
+/** Options of {@linkcode SqliteQueue}. */
+export interface SqliteQueueOptions {
+  /** This node's name (config `nodeName`; default: the OS hostname). */
+  node?: string;
+}
+
 /** `Queue` over one SQLite file. */
 export class SqliteQueue implements Queue {
   readonly backend: QueueBackend = "sqlite";
   readonly leases: DomainLeaseTable;
   /** The synchronous store (for the reporting jobs, the outbound queue and tests). */
   readonly store: QueueStore;
+  readonly node: string;
+  /** When this process opened the queue (shown as the node's start in /status). */
+  readonly #openedAt: number;
 
-  constructor(store: QueueStore, clock?: Clock) {
+  constructor(store: QueueStore, clock?: Clock, options: SqliteQueueOptions = {}) {
     this.store = store;
     this.leases = new MemoryLeaseTable(clock);
+    this.node = options.node ?? osHostname();
+    this.#openedAt = (clock ?? systemClock).now();
   }
 
   /** Opens (creating and migrating when needed) the queue under `dataDir`. */
-  static open(dataDir: string, clock?: Clock, options: OpenOptions = {}): SqliteQueue {
-    return new SqliteQueue(openStore(dataDir, clock, options), clock);
+  static open(
+    dataDir: string,
+    clock?: Clock,
+    options: OpenOptions & SqliteQueueOptions = {},
+  ): SqliteQueue {
+    const { node, ...storeOptions } = options;
+    return new SqliteQueue(
+      openStore(dataDir, clock, storeOptions),
+      clock,
+      node === undefined ? {} : { node },
+    );
   }
 
   get location(): string {
@@ -216,6 +237,17 @@ export class SqliteQueue implements Queue {
   }
   postmasterMailboxCount(): Promise<number> {
     return settle(() => this.store.postmasterMailboxCount());
+  }
+  clusterNodes(): Promise<ClusterNode[]> {
+    // One process owns the file: the cluster is this node. No heartbeat: nobody else reads it.
+    return Promise.resolve([{
+      name: this.node,
+      hostname: osHostname(),
+      startedAt: this.#openedAt,
+      heartbeatAt: null,
+      heartbeatAgeMs: null,
+      self: true,
+    }]);
   }
 
   isWritable(): Promise<boolean> {

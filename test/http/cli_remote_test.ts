@@ -41,6 +41,7 @@ describe("remote CLI commands over HTTP", () => {
     const human = await cli(["status", "--http-url", url], env);
     assert.equal(human.code, 0, human.err);
     assert.match(human.out, /^odmr-relay 9\.9\.9-test \((deno|bun) /);
+    assert.match(human.out, /^node: \S+ \(sqlite \S+\)$/m);
     assert.match(human.out, /queue: 4 message\(s\), 4 recipient\(s\)/);
     assert.match(human.out, /DOMAIN\s+ACCOUNT\s+QUEUED\s+BYTES\s+OLDEST\s+LAST ATRN\s+HOLD/);
     assert.match(human.out, /a\.test\s+alice\s+2\s+\S+ B\s+1h 0m\s+never\s+-/);

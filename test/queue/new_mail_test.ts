@@ -128,3 +128,34 @@ describe("NewMailSignal waiting", () => {
     assert.equal(await woken, false);
   });
 });
+
+describe("NewMailSignal wake-all", () => {
+  test("notifyAll wakes every waiter, whatever its domains", async () => {
+    const signal = new NewMailSignal();
+    const a = signal.wait(signal.mark(["a.test"]), LONG);
+    const b = signal.wait(signal.mark(["b.test", "c.test"]), LONG);
+    assert.equal(signal.waiting, 2);
+    signal.notifyAll();
+    assert.deepEqual(await Promise.all([a, b]), [true, true]);
+    assert.equal(signal.waiting, 0);
+  });
+
+  test("a mark taken before notifyAll is stale, also for domains never notified", async () => {
+    const signal = new NewMailSignal();
+    const mark = signal.mark(["never.test"]);
+    signal.notifyAll();
+    assert.equal(await signal.wait(mark, LONG), true, "answers at once");
+    const fresh = signal.mark(["never.test"]);
+    assert.equal(await signal.wait(fresh, SHORT), false, "a fresh mark waits for the next mail");
+  });
+
+  test("per-domain notifies still count after a notifyAll", async () => {
+    const signal = new NewMailSignal();
+    signal.notifyAll();
+    const mark = signal.mark(["a.test", "b.test"]);
+    const woken = signal.wait(mark, LONG);
+    signal.notify(["b.test"]);
+    assert.equal(await woken, true);
+    assert.equal(await signal.wait(signal.mark(["a.test"]), SHORT), false);
+  });
+});

@@ -18,6 +18,11 @@
  * Every method resolves only after COMMIT, which with synchronous_commit=on has flushed the WAL: only
  * then may the intake answer 250 (RFC 5321 4.1.1.4).
  *
+ * Each transaction that inserts mail also sends `pg_notify` with its domains (src/queue/pg/pg_new_mail.ts):
+ * PostgreSQL delivers it to the other nodes' listeners at COMMIT and drops it on ROLLBACK, so a
+ * watching session on any node wakes for committed mail only. (PostgreSQL serialises the COMMITs of
+ * notifying transactions on a database-wide lock; the group commit keeps those few.)
+ *
  * @module
  */
 import type pg from "pg";
@@ -31,7 +36,8 @@ import {
 } from "../enqueue.ts";
 import { POSTMASTER_MAILBOX } from "../postmaster_store.ts";
 import { CHUNK_SIZE } from "../spool.ts";
-import { type PostgresDatabase, runNamed } from "./database.ts";
+import { type PostgresDatabase, type Queryable, runNamed } from "./database.ts";
+import { NEW_MAIL_CHANNEL, newMailPayloads } from "./pg_new_mail.ts";
 
 /**
  * The advisory lock (two-int form) that serialises enqueues into the postmaster mailbox, whose quota
@@ -90,6 +96,11 @@ const STATEMENTS = {
     name: "enqueue_set_chunk_count",
     text: "UPDATE messages SET chunk_count = $1, body_inline = NULL WHERE id = $2",
   },
+  notifyNewMail: {
+    name: "enqueue_notify_new_mail",
+    // One notification per payload (several only when the domains do not fit in one).
+    text: "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
+  },
 } as const;
 
 /** Recipient checks and message inserts on PostgreSQL. */
@@ -109,11 +120,16 @@ export class PgEnqueue {
   }
 
   /** RCPT-time recipient validation: hosted domain, and mailbox when the domain is not catch-all. */
-  async recipientVerdict(domain: string, localPart: string, incomingBytes = 0): Promise<RecipientVerdict> {
+  async recipientVerdict(
+    domain: string,
+    localPart: string,
+    incomingBytes = 0,
+    db: Queryable = this.#db.pool,
+  ): Promise<RecipientVerdict> {
     const key = asciiLowerCase(domain);
     if (key === POSTMASTER_MAILBOX) {
       // The relay's own postmaster mailbox: always there (RFC 5321 4.5.1), bounded only by its quota.
-      const bytes = (await runNamed<{ n: number }>(this.#db.pool, STATEMENTS.postmasterBytes, [])).rows[0]!.n;
+      const bytes = (await runNamed<{ n: number }>(db, STATEMENTS.postmasterBytes, [])).rows[0]!.n;
       return bytes + incomingBytes > this.postmasterQuotaBytes ? "over-quota" : "accept";
     }
     const row = (await runNamed<{
@@ -122,7 +138,7 @@ export class PgEnqueue {
       queued_bytes: number;
       allow_routing_syntax: boolean;
       has_mailbox: boolean;
-    }>(this.#db.pool, STATEMENTS.verdict, [key, localPart])).rows[0];
+    }>(db, STATEMENTS.verdict, [key, localPart])).rows[0];
     if (!row) return "unknown-domain";
     // `user%other@d`, `other!user@d` and `"user@other"@d` ask the next hop to relay onwards (RFC 5321
     // 2.3.11 leaves local parts to their domain; the customer's MTA may trust fetchmail's loopback).
@@ -151,6 +167,16 @@ export class PgEnqueue {
   }
 
   /**
+   * Enqueues a message inside the caller's transaction on `client` (a report the relay writes itself,
+   * src/queue/pg/pg_report_router.ts), with the quota rules of `enqueue`; resolves with its id.
+   */
+  async enqueueWith(client: pg.PoolClient, message: IncomingMessage, body: BodySource): Promise<number> {
+    const rooms = await this.#lockDestinations(client, [message]);
+    checkQuotas(message, body.size, rooms);
+    return await insertMessage(client, message, body, this.#clock.now());
+  }
+
+  /**
    * Group commit: several messages in ONE transaction (one WAL flush), each inside its own SAVEPOINT
    * so a failing message is rolled back alone and reported as an Error in its slot, while the others
    * commit. If the COMMIT itself fails, this rejects and none of them is stored.
@@ -166,6 +192,7 @@ export class PgEnqueue {
       // lock taken inside a savepoint would also be released when that savepoint is rolled back.)
       const rooms = await this.#lockDestinations(client, items.map((i) => i.message));
       const results: (number | Error)[] = [];
+      const committed = new Set<string>();
       for (const { message, body } of items) {
         try {
           // The locks keep other transactions off these counters, so the rooms read above, plus what
@@ -177,8 +204,9 @@ export class PgEnqueue {
         }
         await client.query("SAVEPOINT enqueue_one");
         try {
-          const id = await insertMessage(client, message, body, now);
+          const id = await insertMessage(client, message, body, now, { notify: false });
           await client.query("RELEASE SAVEPOINT enqueue_one");
+          for (const r of message.recipients) committed.add(asciiLowerCase(r.domain));
           for (const [domain, count] of recipientsPerDomain(message)) {
             const room = rooms.get(domain);
             if (room) room.queued += body.size * count;
@@ -190,6 +218,8 @@ export class PgEnqueue {
           results.push(error instanceof Error ? error : new Error(String(error)));
         }
       }
+      // One notification for the batch, with the domains of the messages that stay in it.
+      await notifyNewMail(client, committed);
       return results;
     });
   }
@@ -251,12 +281,25 @@ function checkQuotas(message: IncomingMessage, size: number, rooms: ReadonlyMap<
   }
 }
 
-/** Inserts one message, its body and recipients; the caller owns the transaction. */
+/**
+ * Announces new mail for `domains` to every node's listener; sent by PostgreSQL only if the caller's
+ * transaction commits.
+ */
+async function notifyNewMail(client: pg.PoolClient, domains: Iterable<string>): Promise<void> {
+  const payloads = newMailPayloads(domains);
+  if (payloads.length > 0) await runNamed(client, STATEMENTS.notifyNewMail, [NEW_MAIL_CHANNEL, payloads]);
+}
+
+/**
+ * Inserts one message, its body and recipients, and announces it to the other nodes (unless the
+ * caller announces a whole batch itself, `notify: false`); the caller owns the transaction.
+ */
 async function insertMessage(
   client: pg.PoolClient,
   message: IncomingMessage,
   body: BodySource,
   now: number,
+  options: { notify?: boolean } = {},
 ): Promise<number> {
   // Pieces of `chunks()` stay valid until the iteration after the next (src/queue/enqueue.ts): the
   // second piece is read, to decide whether the body fits inline, before the first is bound, and each
@@ -295,5 +338,6 @@ async function insertMessage(
     }
     await runNamed(client, STATEMENTS.setChunkCount, [seq, id]);
   }
+  if (options.notify !== false) await notifyNewMail(client, rcpts.map((r) => asciiLowerCase(r.domain)));
   return id;
 }

@@ -33,7 +33,7 @@
 import { hostname as osHostname } from "node:os";
 import { clearInterval, setInterval } from "node:timers";
 import { type Clock, systemClock } from "../../clock.ts";
-import type { DomainLeaseTable } from "../queue.ts";
+import type { ClusterNode, DomainLeaseTable } from "../queue.ts";
 import { type PostgresDatabase, runNamed } from "./database.ts";
 
 /** The database server's time in ms since the epoch (the one clock every node agrees on). */
@@ -84,6 +84,13 @@ const STATEMENTS = {
       `UPDATE domain_leases l SET expires_at = ${SERVER_NOW} + LEAST($5::bigint, v.remaining) ` +
       "FROM unnest($2::text[], $3::bigint[]) AS v(owner, remaining) " +
       `WHERE l.node = $1 AND l.owner = v.owner AND l.domain NOT LIKE 'job:%' AND l.expires_at > ${SERVER_NOW}`,
+  },
+  liveNodes: {
+    name: "leases_live_nodes",
+    // Live: beat within the ttl, on the server's clock (as lease expiry is judged). Ages from there too.
+    text: 'SELECT id AS name, hostname, started_at AS "startedAt", heartbeat_at AS "heartbeatAt", ' +
+      `${SERVER_NOW} - heartbeat_at AS "heartbeatAgeMs" FROM nodes ` +
+      `WHERE heartbeat_at > ${SERVER_NOW} - $1::bigint ORDER BY id COLLATE "C"`,
   },
   releaseNode: {
     name: "leases_release_node",
@@ -240,6 +247,28 @@ export class PgLeaseTable implements DomainLeaseTable {
   /** Resolves once no heartbeat is in flight (for a clean shutdown after `stop`). */
   async stopped(): Promise<void> {
     await this.#beating;
+  }
+
+  /**
+   * The nodes whose heartbeat is younger than the ttl (a node that died drops out as its leases
+   * expire), this one marked `self`. This node is listed even before its first beat lands.
+   */
+  async clusterNodes(): Promise<ClusterNode[]> {
+    const rows =
+      (await runNamed<Omit<ClusterNode, "self">>(this.#db.pool, STATEMENTS.liveNodes, [this.ttlMs]))
+        .rows;
+    const nodes = rows.map((row) => ({ ...row, self: row.name === this.node }));
+    if (!nodes.some((n) => n.self)) {
+      nodes.push({
+        name: this.node,
+        hostname: this.#hostname,
+        startedAt: null,
+        heartbeatAt: null,
+        heartbeatAgeMs: null,
+        self: true,
+      });
+    }
+    return nodes;
   }
 
   /** At a clean shutdown: deletes this node's leases, job leases and `nodes` row at once. */

@@ -3,7 +3,8 @@
  * (docs/postgres_driver.md). Each aggregate has its module in this directory; this class opens
  * the connection pool, applies the migrations (serialised between nodes by an advisory lock), and
  * delegates. Domain leases live in the database (pg_leases.ts), with owners scoped by node, so two
- * sessions on two nodes never deliver one domain at once.
+ * sessions on two nodes never deliver one domain at once. Committed mail is announced to every node by
+ * NOTIFY, heard on a dedicated LISTEN connection (pg_new_mail.ts, `watchNewMail`).
  *
  * @module
  */
@@ -15,12 +16,14 @@ import type {
   AtrnRecord,
   AtrnSessionRow,
   BodySource,
+  ClusterNode,
   DeliverableMessage,
   DomainChanges,
   DomainInfo,
   DomainLeaseTable,
   DomainQueueStatus,
   IncomingMessage,
+  NewMailEvent,
   Queue,
   QueueBackend,
   QueueListFilter,
@@ -39,6 +42,7 @@ import { PgDelivery } from "./pg_delivery.ts";
 import { PgDomains } from "./pg_domains.ts";
 import { PgEnqueue } from "./pg_enqueue.ts";
 import { PgLeaseTable } from "./pg_leases.ts";
+import { PgNewMailListener } from "./pg_new_mail.ts";
 import { PgStatus } from "./pg_status.ts";
 
 /** Options of {@linkcode PostgresQueue.open}. */
@@ -67,9 +71,19 @@ export class PostgresQueue implements Queue {
   readonly #atrn: PgAtrn;
   readonly #admin: PgAdmin;
   readonly #status: PgStatus;
+  /** How to open connections outside the pool (the LISTEN one). */
+  readonly #connect: { url: string; ca: string | undefined; connectTimeoutMs: number | undefined };
+  readonly #listeners = new Set<PgNewMailListener>();
 
-  private constructor(db: PostgresDatabase, node: string, clock: Clock, leaseTtlMs: number) {
+  private constructor(
+    db: PostgresDatabase,
+    node: string,
+    clock: Clock,
+    leaseTtlMs: number,
+    connect: { url: string; ca: string | undefined; connectTimeoutMs: number | undefined },
+  ) {
     this.db = db;
+    this.#connect = connect;
     this.node = node;
     this.#leaseTable = new PgLeaseTable(db, { node, clock, ttlMs: leaseTtlMs });
     this.leases = this.#leaseTable;
@@ -93,7 +107,11 @@ export class PostgresQueue implements Queue {
     }
     const node = `${options.node ?? "node"}#${randomBytes(3).toString("hex")}`;
     const ttl = options.leaseTtlMs ?? 30_000;
-    const queue = new PostgresQueue(db, node, options.clock ?? systemClock, ttl);
+    const queue = new PostgresQueue(db, node, options.clock ?? systemClock, ttl, {
+      url,
+      ca: options.ca,
+      connectTimeoutMs: options.connectTimeoutMs,
+    });
     queue.#leaseTable.startHeartbeat(Math.max(100, Math.floor(ttl / 3)));
     return queue;
   }
@@ -233,6 +251,34 @@ export class PostgresQueue implements Queue {
   postmasterMailboxCount(): Promise<number> {
     return this.#status.postmasterMailboxCount();
   }
+  clusterNodes(): Promise<ClusterNode[]> {
+    return this.#leaseTable.clusterNodes();
+  }
+
+  /**
+   * Listens for the NOTIFY every enqueue transaction sends (on any node, this one included) on a
+   * dedicated connection, reconnecting by itself; "all" after a reconnect, since notifications sent
+   * meanwhile are lost. The returned function (and `close`) stops it.
+   */
+  watchNewMail(
+    onMail: (domains: NewMailEvent) => void,
+    options: { onError?: (error: Error) => void; onListening?: () => void } = {},
+  ): () => Promise<void> {
+    const listener = new PgNewMailListener({
+      url: this.#connect.url,
+      ca: this.#connect.ca,
+      ...(this.#connect.connectTimeoutMs === undefined
+        ? {}
+        : { connectTimeoutMs: this.#connect.connectTimeoutMs }),
+      ...(options.onError ? { onError: options.onError } : {}),
+      ...(options.onListening ? { onListening: options.onListening } : {}),
+    }, onMail);
+    this.#listeners.add(listener);
+    return async () => {
+      this.#listeners.delete(listener);
+      await listener.close();
+    };
+  }
 
   async isWritable(): Promise<boolean> {
     try {
@@ -251,6 +297,9 @@ export class PostgresQueue implements Queue {
     return Promise.resolve();
   }
   async close(): Promise<void> {
+    const listeners = [...this.#listeners];
+    this.#listeners.clear();
+    await Promise.all(listeners.map((l) => l.close()));
     this.#leaseTable.stop();
     await this.#leaseTable.releaseNode().catch(() => {});
     await this.db.close();
