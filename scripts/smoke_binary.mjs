@@ -7,6 +7,8 @@
 //   node scripts/smoke_binary.mjs                                   # dist/odmr-relay, this machine
 //   node scripts/smoke_binary.mjs --binary dist/odmr-relay-linux-arm64 \
 //     --emulator "qemu-aarch64-static -L /usr/aarch64-linux-gnu"
+//   node scripts/smoke_binary.mjs --database postgres://...        # on a shared PostgreSQL queue
+//                                                                   # (scripts/smoke_postgres.ts starts one)
 //
 // Every wait is bounded, so a hung binary fails the smoke instead of hanging CI. Under an emulator
 // the binary runs some 10-50x slower, so the bounds are multiplied by SLOW.
@@ -28,7 +30,7 @@ import { parseArgs } from "node:util";
 
 const root = new URL("..", import.meta.url).pathname;
 const { values: opts } = parseArgs({
-  options: { binary: { type: "string" }, emulator: { type: "string" } },
+  options: { binary: { type: "string" }, emulator: { type: "string" }, database: { type: "string" } },
 });
 const source = resolve(opts.binary ?? join(root, "dist", "odmr-relay"));
 const emulator = (opts.emulator ?? "").split(/\s+/).filter(Boolean);
@@ -42,6 +44,8 @@ copyFileSync(source, binary);
 chmodSync(binary, 0o755);
 // The caller's ODMR_RELAY_* settings must not leak into the relay under test.
 const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("ODMR_RELAY_")));
+// --database: every command below (user, domain, serve) works on that shared PostgreSQL queue instead.
+if (opts.database) env.ODMR_RELAY_DATABASE = opts.database;
 /** The command line that runs the binary with `args`, through the emulator when there is one. */
 const command = (args) =>
   emulator.length ? [emulator[0], [...emulator.slice(1), binary, ...args]] : [binary, args];
