@@ -74,6 +74,7 @@ export async function startRelay(config: Config, logger: Logger, options: RelayO
     serving: true,
     // An idle pooled connection the server closed: the pool replaces it; worth a line in the log.
     onConnectionError: (error) => logger.warn("queue database connection lost", { error: error.message }),
+    onHeartbeatError: (error) => logger.warn("lease heartbeat failed", { error: error.message }),
   });
   const sqlite = store instanceof SqliteQueue ? store.store : null;
   if (sqlite) assertWritable(sqlite, clock);

@@ -54,6 +54,12 @@ export interface OutboundStore {
   nextDueAt(): Promise<number | null>;
   /** Pending rows by kind and the oldest (for /status and /metrics). */
   counts(): Promise<OutboundCounts>;
+  /**
+   * Longest one attempt may take, ms: a shared store's claim on a row lasts only so long, after which
+   * another node may send it, so the attempt is cut off (and deferred) before then. None: unbounded
+   * beyond the RFC 5321 4.5.3.2 timeouts of each step.
+   */
+  readonly attemptLimitMs?: number;
 }
 
 /** Options of {@linkcode OutboundWorker}. */
@@ -186,7 +192,9 @@ export class OutboundWorker {
         body: () => [row.body],
         eightBit: row.eightBit,
         smtputf8: row.smtputf8,
-        signal: this.#stop.signal,
+        signal: this.#o.queue.attemptLimitMs === undefined
+          ? this.#stop.signal
+          : AbortSignal.any([this.#stop.signal, AbortSignal.timeout(this.#o.queue.attemptLimitMs)]),
       });
     } catch (error) {
       log.error("outbound attempt failed", { error: String(error) });

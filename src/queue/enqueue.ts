@@ -65,6 +65,19 @@ export class QuotaExceededError extends Error {
   }
 }
 
+/**
+ * A recipient's domain was removed between its RCPT and the end of DATA (by an operator, possibly on
+ * another node): nothing is stored, and the intake answers 451, so the sender keeps the message and
+ * learns at its next RCPT that the domain is not hosted any more. Storing it would queue mail that no
+ * ATRN collects, no expiry finds and no DSN reports.
+ */
+export class DomainGoneError extends Error {
+  constructor(readonly domain: string) {
+    super(`Domain ${domain} is no longer hosted`);
+    this.name = "DomainGoneError";
+  }
+}
+
 /** Recipient checks and message inserts. */
 export class EnqueueStore {
   /**
@@ -100,7 +113,7 @@ export class EnqueueStore {
           "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
       ),
       quotaRoom: raw.prepare(
-        "SELECT quota_bytes AS quota, queued_bytes AS queued FROM domains WHERE name = ? AND quota_bytes IS NOT NULL",
+        "SELECT quota_bytes AS quota, queued_bytes AS queued FROM domains WHERE name = ?",
       ),
     };
   }
@@ -184,8 +197,9 @@ export class EnqueueStore {
     for (const [domain, count] of perDomain) {
       const room = domain === POSTMASTER_MAILBOX
         ? { quota: this.postmasterQuotaBytes, queued: this.#postmaster.mailboxBytes() }
-        : s.quotaRoom.get(domain) as { quota: number; queued: number } | undefined;
-      if (room && room.queued + body.size * count > room.quota) {
+        : s.quotaRoom.get(domain) as { quota: number | null; queued: number } | undefined;
+      if (!room) throw new DomainGoneError(domain);
+      if (room.quota !== null && room.queued + body.size * count > room.quota) {
         throw new QuotaExceededError(domain || "postmaster");
       }
     }

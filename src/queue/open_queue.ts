@@ -24,6 +24,8 @@ export interface OpenQueueOptions {
   serving?: boolean;
   /** Told of connection errors the PostgreSQL pool recovers from by itself (logged by the relay). */
   onConnectionError?: (error: Error) => void;
+  /** Told when this node's lease heartbeat fails (PostgreSQL; its leases lapse after clusterLeaseTtl). */
+  onHeartbeatError?: (error: Error) => void;
 }
 
 /** Opens (creating and migrating when needed) the configured queue. */
@@ -36,6 +38,7 @@ export async function openQueue(config: QueueConfig, options: OpenQueueOptions =
       poolSize: config.databasePoolSize,
       leaseTtlMs: config.clusterLeaseTtl,
       onIdleError: options.onConnectionError ?? (() => {}),
+      ...(options.onHeartbeatError ? { onHeartbeatError: options.onHeartbeatError } : {}),
     });
   }
   // The page cache matters for the long-running relay's /status and ATRN reads, not for one command.

@@ -24,6 +24,7 @@ import {
   type StoredMessage,
   StoreError,
 } from "../../src/queue/queue.ts";
+import { DomainGoneError } from "../../src/queue/enqueue.ts";
 import { CHUNK_SIZE, concat } from "../../src/queue/spool.ts";
 import { bodyOf, incoming, testSecrets } from "../support/store.ts";
 
@@ -904,6 +905,19 @@ export function queueSuite(name: string, open: OpenQueue): void {
         await queue.enqueue(mail(["u@a.test"]), bodyOf("x".repeat(100)));
         await assert.rejects(queue.enqueue(mail(["u@a.test"]), bodyOf("x")), QuotaExceededError);
         assert.equal((await domainInfo(queue, "a.test")).queuedBytes, 100);
+      }),
+    );
+
+    test(
+      "a domain removed between RCPT and the end of DATA: the enqueue is refused whole, nothing is stored",
+      run(async ({ queue }) => {
+        assert.equal(await queue.recipientVerdict("a2.test", "u"), "accept");
+        await queue.removeDomain("a2.test");
+        await assert.rejects(
+          queue.enqueue(mail(["u@a2.test", "info@b.test"]), bodyOf("x")),
+          (error: unknown) => error instanceof DomainGoneError && error.domain === "a2.test",
+        );
+        assert.deepEqual(await queue.queueCounts(), { messages: 0, bytes: 0, queuedRecipients: 0 });
       }),
     );
 

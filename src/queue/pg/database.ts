@@ -13,6 +13,7 @@
  * @module
  */
 import pg from "pg";
+import { setTimeout } from "node:timers";
 import { redactUrl } from "../../config/database_url.ts";
 
 export { isPostgresUrl, redactUrl } from "../../config/database_url.ts";
@@ -57,8 +58,9 @@ export class PostgresDatabase {
       max: options.poolSize ?? 10,
       connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
       query_timeout: options.queryTimeoutMs ?? 30_000,
-      // TCP keepalive finds a dead server on an idle pooled connection.
+      // TCP keepalive finds a dead server on an idle pooled connection (within minutes, not the OS's 2 h).
       keepAlive: true,
+      keepAliveInitialDelayMillis: 30_000,
       // RFC 5321 4.1.1.4 durability: the commit is flushed before we answer 250.
       options: "-c synchronous_commit=on",
       types: types as pg.CustomTypesConfig,
@@ -79,8 +81,26 @@ export class PostgresDatabase {
    * Runs `fn` in one transaction on one connection: COMMIT when it resolves, ROLLBACK when it
    * throws (and the error is rethrown). A connection that failed mid-transaction is destroyed, not
    * returned to the pool.
+   *
+   * A transaction PostgreSQL chose as a deadlock victim (40P01) or could not serialise (40001) did
+   * nothing; it runs again from the start, up to `TRANSACTION_ATTEMPTS` times. Nodes take row locks in
+   * orders no single module controls (the counter triggers lock `domains` and `queue_totals` last), so
+   * this is the cluster's safety net rather than an error for the caller. `fn` must therefore only
+   * touch the database (what it does outside, it does after the promise resolves).
    */
   async transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    for (let attempt = 1;; attempt++) {
+      try {
+        return await this.#transactionOnce(fn);
+      } catch (error) {
+        if (attempt >= TRANSACTION_ATTEMPTS || !isRetryable(error)) throw error;
+        // A short random pause, so the two transactions that collided do not collide again.
+        await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 20 * attempt));
+      }
+    }
+  }
+
+  async #transactionOnce<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     let broken: Error | undefined;
     // pg-pool removes its own 'error' listener while a client is checked out: without this one, a
@@ -112,6 +132,15 @@ export class PostgresDatabase {
   async close(): Promise<void> {
     await this.pool.end();
   }
+}
+
+/** Most runs of one transaction that PostgreSQL aborted as a deadlock victim or serialisation failure. */
+export const TRANSACTION_ATTEMPTS = 4;
+
+/** SQLSTATE 40P01 deadlock_detected or 40001 serialization_failure: the transaction may simply run again. */
+function isRetryable(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === "40P01" || code === "40001";
 }
 
 /** A statement with a name: pg prepares it once per connection and reuses the plan after that. */

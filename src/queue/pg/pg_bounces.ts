@@ -36,20 +36,20 @@ export interface PgBounceDeps
 
 /**
  * Reports up to one batch of pending messages, each in its own transaction; resolves with how many
- * this node reported (messages locked by another node are skipped and not counted).
+ * messages it looked at, as on SQLite: a full batch tells `Reporting` that more may be pending, even
+ * when some were skipped (locked by another node, or failing on their own).
  */
 export async function pgReportPendingDsns(deps: PgBounceDeps): Promise<number> {
   const ids = await pendingMessageIds(deps.db.pool, DSN_BATCH);
-  let handled = 0;
   for (const id of ids) {
     try {
-      if (await reportMessage(deps, id)) handled++;
+      await reportMessage(deps, id);
     } catch (error) {
       // This message stays pending and is tried again on the next run; the others go on.
       deps.logger.error("DSN step failed", { msgId: id, error: String(error) });
     }
   }
-  return handled;
+  return ids.length;
 }
 
 /** One message's DSN and the removal of what it reports, in one transaction; false when skipped. */

@@ -49,7 +49,12 @@ export async function pgSendDelayWarnings(deps: PgDelayWarningDeps): Promise<num
     // One warning per message, whatever domains its recipients are in.
     for (const messageId of messageIds) {
       const rows = await delayedRecipients(pool, messageId, upTo, stepMs);
-      if (rows.length > 0) sent += await warn(deps, messageId, rows, stepMs, domains);
+      if (rows.length === 0) continue;
+      const result = await warn(deps, messageId, rows, stepMs, domains);
+      if (result === "sent") sent++;
+      // Its recipients changed under the warning (one was delivered meanwhile): the watermark stays,
+      // so the next run warns the ones still waiting instead of passing them by.
+      if (result === "retry") complete = false;
     }
     // A domain with more than one batch is finished on the next run (the watermark waits for it).
     if (complete && upTo > watermark) await setJobState(pool, key, upTo);
@@ -63,9 +68,9 @@ async function warn(
   rows: DelayedRecipient[],
   stepMs: number,
   domains: ReadonlyMap<string, DomainFacts>,
-): Promise<number> {
+): Promise<"sent" | "none" | "retry"> {
   const message = await reportedMessage(deps.db.pool, messageId);
-  if (!message) return 0;
+  if (!message) return "none";
   const recipients = delayedDsnRecipients(deps, message, rows, domains);
   const routed = await unlessDone(deps, async (client, done) => {
     let where = null;
@@ -85,10 +90,13 @@ async function warn(
     // delivery locks them. Fewer marked than read: another node warned them; this warning goes back.
     const marked = await markWarned(client, rows.map((r) => r.id), stepMs);
     if (marked.length < rows.length) done();
-    return where;
+    return { where };
   });
-  if (!routed) return 0;
-  logWarned(deps, message, recipients.length, routed.where);
-  if (routed.where === "local" && routed.domain !== null) deps.onQueuedLocally?.(routed.domain);
-  return 1;
+  if (!routed) return "retry";
+  if (!routed.where) return "none";
+  logWarned(deps, message, recipients.length, routed.where.where);
+  if (routed.where.where === "local" && routed.where.domain !== null) {
+    deps.onQueuedLocally?.(routed.where.domain);
+  }
+  return "sent";
 }

@@ -30,6 +30,7 @@ import type { Clock } from "../../clock.ts";
 import { asciiLowerCase } from "../../smtp/idna.ts";
 import {
   type BodySource,
+  DomainGoneError,
   type IncomingMessage,
   QuotaExceededError,
   type RecipientVerdict,
@@ -244,6 +245,10 @@ export class PgEnqueue {
         STATEMENTS.lockDomains,
         [hosted],
       )).rows;
+      if (rows.length < hosted.length) {
+        const found = new Set(rows.map((r) => r.name));
+        throw new DomainGoneError(hosted.find((d) => !found.has(d))!);
+      }
       for (const row of rows) {
         if (row.quota_bytes !== null) {
           rooms.set(row.name, { quota: row.quota_bytes, queued: row.queued_bytes });

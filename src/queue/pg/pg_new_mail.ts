@@ -152,6 +152,7 @@ export class PgNewMailListener {
         connectionString: this.#options.url,
         connectionTimeoutMillis: this.#options.connectTimeoutMs ?? 5000,
         keepAlive: true,
+        keepAliveInitialDelayMillis: 30_000,
         ...(this.#options.ca ? { ssl: { ca: this.#options.ca, rejectUnauthorized: true } } : {}),
       });
       // Settles at the first 'error' or 'end'; the 'error' listener stays for any later error.

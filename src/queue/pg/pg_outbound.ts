@@ -79,10 +79,14 @@ export class PgOutbound implements OutboundStore {
   readonly #clock: Clock;
   readonly #claimMs: number;
 
+  /** An attempt ends a minute before its claim would let another node take the row. */
+  readonly attemptLimitMs: number;
+
   constructor(db: PostgresDatabase, clock: Clock, options: { claimMs?: number } = {}) {
     this.#db = db;
     this.#clock = clock;
     this.#claimMs = options.claimMs ?? OUTBOUND_CLAIM_MS;
+    this.attemptLimitMs = Math.max(1000, this.#claimMs - 60_000);
   }
 
   /** Adds a message inside the caller's transaction on `client`; returns its id. */

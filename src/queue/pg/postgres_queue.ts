@@ -54,6 +54,8 @@ export interface PostgresQueueOptions extends PostgresOptions {
   leaseTtlMs?: number;
   /** Apply pending migrations (default true). */
   migrate?: boolean;
+  /** Told when a lease heartbeat fails (the database is unreachable; leases lapse after the ttl). */
+  onHeartbeatError?: (error: Error) => void;
 }
 
 /** `Queue` over PostgreSQL. */
@@ -81,11 +83,17 @@ export class PostgresQueue implements Queue {
     clock: Clock,
     leaseTtlMs: number,
     connect: { url: string; ca: string | undefined; connectTimeoutMs: number | undefined },
+    onHeartbeatError: ((error: Error) => void) | undefined,
   ) {
     this.db = db;
     this.#connect = connect;
     this.node = node;
-    this.#leaseTable = new PgLeaseTable(db, { node, clock, ttlMs: leaseTtlMs });
+    this.#leaseTable = new PgLeaseTable(db, {
+      node,
+      clock,
+      ttlMs: leaseTtlMs,
+      ...(onHeartbeatError ? { onHeartbeatError } : {}),
+    });
     this.leases = this.#leaseTable;
     this.#accounts = new PgAccounts(db, clock);
     this.#domains = new PgDomains(db, clock);
@@ -111,7 +119,7 @@ export class PostgresQueue implements Queue {
       url,
       ca: options.ca,
       connectTimeoutMs: options.connectTimeoutMs,
-    });
+    }, options.onHeartbeatError);
     queue.#leaseTable.startHeartbeat(Math.max(100, Math.floor(ttl / 3)));
     return queue;
   }
