@@ -9,8 +9,12 @@
 #   env: RUNS=3 COUNT= (harness default: 5000 <=10KB, 2000 larger) SIZES=1024,102400 SESSIONS=1,10,50
 #        RUNTIME=bun|deno  RELAY_BIN=dist/odmr-relay (the compiled binary instead of the source)
 #        SKIP_POSTFIX=1  OUT=/tmp/benchwork/intake-<date>
+#        DATABASE=postgres://... the PostgreSQL queue instead of SQLite: a fresh database is created on
+#          that server for this run (and dropped afterwards), so runs never see each other's queue; the
+#          URL's role needs CREATEDB (scripts/bench/postgres_server.ts prints such a URL). PSQL=path of psql.
 #
-# Needs: python3, sqlite3, postfix (smtp-source, and the anchor: run as root). Loopback only.
+# Needs: python3, sqlite3 (or psql with DATABASE), postfix (smtp-source, and the anchor: run as root).
+# Loopback only.
 # Leaves: Postfix stopped (postfix stop), the relay stopped, CSVs and the table in $OUT.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,7 +27,10 @@ SESSIONS=${SESSIONS:-1,10,50}
 RUNTIME=${RUNTIME:-bun}
 OUT=${OUT:-/tmp/benchwork/intake-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
-for tool in python3 sqlite3; do command -v "$tool" >/dev/null || { echo "bench_intake: $tool missing" >&2; exit 1; }; done
+DATABASE=${DATABASE:-}
+PSQL=${PSQL:-/usr/lib/postgresql/15/bin/psql}
+if [ -n "$DATABASE" ]; then TOOLS=(python3 "$PSQL"); else TOOLS=(python3 sqlite3); fi
+for tool in "${TOOLS[@]}"; do command -v "$tool" >/dev/null || { echo "bench_intake: $tool missing" >&2; exit 1; }; done
 
 WORKDIR=$(mktemp -d /tmp/odmr-bench-XXXXXX)
 DATA="$WORKDIR/data"
@@ -33,6 +40,7 @@ elif [ "$RUNTIME" = deno ]; then CLI=("$BIN" run -A "$ROOT/src/main.ts")
 else CLI=("$BIN" "$ROOT/src/main.ts"); fi
 RELAY_PID=""
 POSTFIX_STARTED=0
+FRESH_DB=""
 cleanup() {
   if [ -n "$RELAY_PID" ] && kill -0 "$RELAY_PID" 2>/dev/null; then
     kill -TERM "$RELAY_PID" 2>/dev/null || true
@@ -43,15 +51,27 @@ cleanup() {
     postsuper -d ALL >/dev/null 2>&1 || true
     postfix stop >/dev/null 2>&1 || true
   fi
+  if [ -n "$FRESH_DB" ]; then
+    "$PSQL" "$DATABASE" -qAt -c "DROP DATABASE IF EXISTS $FRESH_DB WITH (FORCE)" >/dev/null 2>&1 || true
+  fi
   rm -rf "$WORKDIR"
 }
 trap cleanup EXIT
 
+STORE=(--data-dir "$DATA")
+if [ -n "$DATABASE" ]; then
+  FRESH_DB="bench_intake_$(date +%s)_$$"
+  "$PSQL" "$DATABASE" -qAt -v ON_ERROR_STOP=1 -c "CREATE DATABASE $FRESH_DB" >/dev/null
+  RELAY_DB=$(python3 -c 'import sys, urllib.parse as u; print(u.urlsplit(sys.argv[1])._replace(path="/" + sys.argv[2]).geturl())' "$DATABASE" "$FRESH_DB")
+  # The spool and the lock stay in --data-dir; the queue lives in PostgreSQL.
+  STORE+=(--database "$RELAY_DB")
+fi
+
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
-"${CLI[@]}" user add bench --generate --data-dir "$DATA" >/dev/null
-"${CLI[@]}" domain add example.test --user bench --data-dir "$DATA" >/dev/null
+"${CLI[@]}" user add bench --generate "${STORE[@]}" >/dev/null
+"${CLI[@]}" domain add example.test --user bench "${STORE[@]}" >/dev/null
 # 50 sessions from one IP: lift the per-IP cap (default 20) so the harness is not refused.
-"${CLI[@]}" serve --data-dir "$DATA" --smtp-listen "127.0.0.1:$PORT" --odmr-listen off --odmrs-listen off \
+"${CLI[@]}" serve "${STORE[@]}" --smtp-listen "127.0.0.1:$PORT" --odmr-listen off --odmrs-listen off \
   --http-listen off --log-level warn --smtp-max-connections-per-ip 500 --smtp-max-connections 1000 \
   2>"$OUT/relay.log" &
 RELAY_PID=$!
@@ -59,14 +79,23 @@ for _ in $(seq 1 100); do
   python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$PORT),1).close()" 2>/dev/null && break
   sleep 0.1
 done
-echo "relay ($RUNTIME, pid $RELAY_PID) on 127.0.0.1:$PORT, data $DATA"
+echo "relay (${RELAY_BIN:-$RUNTIME}, pid $RELAY_PID) on 127.0.0.1:$PORT, data $DATA${FRESH_DB:+, PostgreSQL database $FRESH_DB}"
 
 COMMON=(--sizes "$SIZES" --sessions "$SESSIONS" --runs "$RUNS")
 [ -n "$COUNT" ] && COMMON+=(--count "$COUNT")
-DB="$DATA/queue.db"
+if [ -n "$DATABASE" ]; then
+  # Deleting messages cascades to recipients and chunks (the counter triggers follow); VACUUM runs in its
+  # own -c (it refuses a transaction block) so each run starts on compacted tables, as SQLite's checkpoint.
+  PQ="'$PSQL' -qAt -v ON_ERROR_STOP=1 '$RELAY_DB'"
+  VERIFY="$PQ -c 'select count(*) from messages'"
+  CLEAR="$PQ -c 'delete from messages' -c 'vacuum messages, recipients, message_chunks' >/dev/null"
+else
+  DB="$DATA/queue.db"
+  VERIFY="sqlite3 -cmd '.timeout 10000' $DB 'select count(*) from messages'"
+  CLEAR="sqlite3 -cmd '.timeout 10000' $DB 'delete from recipients; delete from messages; pragma wal_checkpoint(truncate);' >/dev/null"
+fi
 python3 "$BENCH/intake_bench.py" "127.0.0.1:$PORT" "${COMMON[@]}" --label relay --csv "$OUT/relay.csv" \
-  --verify-cmd "sqlite3 -cmd '.timeout 10000' $DB 'select count(*) from messages'" \
-  --clear-cmd "sqlite3 -cmd '.timeout 10000' $DB 'delete from recipients; delete from messages; pragma wal_checkpoint(truncate);' >/dev/null" \
+  --verify-cmd "$VERIFY" --clear-cmd "$CLEAR" \
   | tee "$OUT/relay.txt"
 
 if [ "${SKIP_POSTFIX:-0}" != 1 ]; then

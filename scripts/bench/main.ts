@@ -6,15 +6,19 @@
  *   queue file fsync, the relay with SQLite WAL + synchronous=FULL: both durable before 250);
  * - drain msg/s over one ATRN session with `pull`, against Postfix's hold-queue flush, and through
  *   fetchmail (scripts/bench_atrn.sh);
+ * - the same intake (10 sessions) and `pull` drain on the PostgreSQL queue (`--database`), on a throwaway
+ *   local cluster (scripts/bench/postgres_server.ts: fsync and synchronous_commit on; a fresh database per
+ *   measurement), against the Postfix figures of the SQLite steps (one anchor run serves both);
  * - push latency with `pull --watch` (scripts/bench_push.ts);
  * - RSS, start-up time and scale at 10k/100k queued recipients (scripts/bench/footprint.ts).
  *
- *   npm run bench                 full run (about 15 minutes on 2 cores)
+ *   npm run bench                 full run (about 20 minutes on 2 cores)
  *   npm run bench -- --quick      about two minutes: one run per cell, fewer messages
  *   npm run bench -- --out DIR    keep the raw results in DIR (default /tmp/benchwork/bench-<date>)
  *
  * Needs Postfix, fetchmail, sqlite3, python3 (the apt line of .ci/run) and root for the Postfix anchor
- * (../shared/bench/setup_postfix_anchor.sh sets it up on loopback and it is stopped afterwards).
+ * (../shared/bench/setup_postfix_anchor.sh sets it up on loopback and it is stopped afterwards). The
+ * PostgreSQL rows need postgresql-15 (its server binaries and psql); without it they show "-".
  * Loopback only; every step is bounded by counts and timeouts.
  *
  * @module
@@ -25,6 +29,7 @@ import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
+import { benchPostgres, postgresAvailable } from "./postgres_server.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
 const { values } = parseArgs({
@@ -95,9 +100,52 @@ step("drain", "bash", ["scripts/bench_atrn.sh", ...(quick ? ["1000", "100", "1"]
   MODES: "auto",
   RESULTS_FILE: drainResults,
 });
-const drain = Object.fromEntries(
-  readFileSync(drainResults, "utf8").trim().split("\n").map((l) => l.split("=") as [string, string]),
-);
+/** The key=value lines bench_atrn.sh writes to RESULTS_FILE. */
+function drainFile(file: string): Record<string, string> {
+  return Object.fromEntries(
+    readFileSync(file, "utf8").trim().split("\n").map((l) => l.split("=") as [string, string]),
+  );
+}
+const drain = drainFile(drainResults);
+
+// --- the PostgreSQL queue: intake at 10 sessions and the `pull` drain. The scripts create a fresh
+// database on the cluster for every relay they start; the Postfix anchor already ran above.
+const pgIntakeOut = join(out, "intake-postgres");
+const pgDrainResults = join(out, "drain-postgres.txt");
+let pgIntake = new Map<string, number>();
+let pgDrain: Record<string, string> = {};
+if (postgresAvailable()) {
+  console.error("--- postgres (throwaway cluster)");
+  const cluster = await benchPostgres();
+  try {
+    step("intake-postgres", "bash", ["scripts/bench_intake.sh"], {
+      RELAY_BIN: bin,
+      OUT: pgIntakeOut,
+      DATABASE: cluster.url,
+      SESSIONS: "10",
+      SKIP_POSTFIX: "1",
+      RUNS: quick ? "1" : "3",
+      ...(quick ? { COUNT: "500" } : {}),
+    });
+    step("drain-postgres", "bash", [
+      "scripts/bench_atrn.sh",
+      ...(quick ? ["1000", "0", "1"] : ["2000", "0", "3"]),
+    ], {
+      RELAY_BIN: bin,
+      MODES: "auto",
+      DATABASE: cluster.url,
+      SKIP_POSTFIX: "1",
+      SKIP_FETCHMAIL: "1",
+      RESULTS_FILE: pgDrainResults,
+    });
+  } finally {
+    await cluster.stop();
+  }
+  pgIntake = intakeCells(join(pgIntakeOut, "relay.csv"));
+  pgDrain = drainFile(pgDrainResults);
+} else {
+  console.error("--- postgres: skipped (postgresql-15 not installed)");
+}
 
 // --- push latency
 const push = step("push", bun, ["scripts/bench_push.ts", quick ? "10" : "40", "100"], { RELAY_BIN: bin });
@@ -141,6 +189,17 @@ for (const size of [1024, 102400]) {
     ]);
   }
 }
+for (const size of [1024, 102400]) {
+  const key = `${size}/10`;
+  const r = pgIntake.get(key), p = postfixIntake.get(key);
+  rows.push([
+    `intake ${size / 1024} KB, 10 sessions, PostgreSQL${size === 1024 ? " (msg/s)" : ""}`,
+    n0(r),
+    n0(p),
+    ratio(r, p),
+    "",
+  ]);
+}
 const pull = Number(drain["pull-auto"]),
   flush = Number(drain["postfix"]),
   fetchmail = Number(drain["fetchmail-auto"]);
@@ -150,6 +209,14 @@ rows.push([
   n0(flush),
   ratio(pull, flush),
   ">= 2x",
+]);
+const pgPull = Number(pgDrain["pull-auto"]);
+rows.push([
+  "drain, one ATRN session, `pull`, PostgreSQL (msg/s)",
+  n0(pgPull),
+  n0(flush),
+  ratio(pgPull, flush),
+  "",
 ]);
 rows.push(["drain, one ATRN session, fetchmail (msg/s)", n0(fetchmail), "-", "-", "its line-relay ceiling"]);
 rows.push([
