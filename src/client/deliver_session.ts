@@ -94,6 +94,12 @@ export interface DeliverOptions {
   afterRecord?: () => void;
   /** Push delivery: keep the session open while the customer asks for it (see {@linkcode WatchOptions}). */
   watch?: WatchOptions;
+  /**
+   * Renews the session's domain lease; false when another session holds it now. Called before each queue
+   * page, so a session whose lease lapsed (a node whose heartbeats did not reach a shared database) stops
+   * before a second session could deliver the same mail (RFC 2645 5: one session per domain).
+   */
+  renewLease?: () => Promise<boolean>;
 }
 
 /**
@@ -242,6 +248,10 @@ export async function deliverQueued(options: DeliverOptions): Promise<DeliverRes
         // The mark is taken right before each look: mail committed after it wakes the watch, and the
         // wait never sees "new" mail that this look has already found (no busy loop).
         if (watch) mark = watch.newMail.mark(domains);
+        if (!watch && options.renewLease && !(await options.renewLease())) {
+          abort = new DeliveryAbort("local", "4.3.0 Domain lease lost");
+          break drain;
+        }
         const page = (await store.nextDeliverable(active, afterId, options.pageSize ?? 50)).map(
           toClientMessage,
         );

@@ -28,7 +28,7 @@ export function makeDeliver(deps: {
       domains,
       hostname: deps.config.hostname,
       config: deps.config,
-      ...(watch ? { watch } : {}),
+      ...(watch ? { watch } : { renewLease: () => session.renewLease() }),
       ...(deps.afterRecord ? { afterRecord: deps.afterRecord } : {}),
       logger,
     });

@@ -12,7 +12,14 @@ async function run(
   store: QueueStore,
   script: FakeScript,
   config: Partial<DeliveryConfig> = {},
-  extra: { domains?: string[]; signal?: AbortSignal; waitGreeting?: boolean; maxReplyLines?: number } = {},
+  extra: {
+    domains?: string[];
+    signal?: AbortSignal;
+    waitGreeting?: boolean;
+    maxReplyLines?: number;
+    pageSize?: number;
+    renewLease?: () => Promise<boolean>;
+  } = {},
 ): Promise<{ result: DeliverResult; session: FakeSession }> {
   const fake = await startFakeCustomer(script);
   try {
@@ -31,6 +38,8 @@ async function run(
     };
     if (extra.signal !== undefined) options.signal = extra.signal;
     if (extra.maxReplyLines !== undefined) options.maxReplyLines = extra.maxReplyLines;
+    if (extra.pageSize !== undefined) options.pageSize = extra.pageSize;
+    if (extra.renewLease !== undefined) options.renewLease = extra.renewLease;
     const result = await deliverQueued(options);
     assert.ok(
       conn.isClosed || (await Promise.race([conn.closed.then(() => true), sleep(1000).then(() => false)])),
@@ -67,6 +76,19 @@ for (const mode of ["never", "always"] as const) {
       if (pipelined) {
         assert.ok(session.reads.some((g) => g.length >= 3), "MAIL+RCPT+DATA arrive as one batch");
       } else assert.ok(session.reads.every((g) => g.length === 1), "one command per write");
+    });
+
+    test("a lease lost between two pages ends the session; the rest stays queued", async () => {
+      const store = customerStore();
+      const ids = [0, 1, 2, 3, 4].map((i) => enqueue(store, [`u${i}@example.test`], textBody(`m${i}`)));
+      let renewals = 0;
+      // Renewed before the first page, lost before the second (another node took the domain).
+      const renewLease = () => Promise.resolve(++renewals === 1);
+      const { result, session } = await run(store, {}, { atrnPipelining: mode }, { pageSize: 2, renewLease });
+      assert.equal(renewals, 2);
+      assert.equal(result.delivered, 2);
+      assert.equal(session.messages.length, 2);
+      assert.deepEqual(ids.map((id) => queueState(store, id) === null), [true, true, false, false, false]);
     });
 
     test("a 3 MB chunked message arrives byte-exact", async () => {
