@@ -8,10 +8,9 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { pull } from "../../src/customer/pull.ts";
-import { Logger } from "../../src/log/logger.ts";
 import {
   odmrLogin,
+  pollNode,
   provision,
   query,
   queueCounts,
@@ -103,20 +102,7 @@ function alive(node: RelayNode, cond: () => boolean | Promise<boolean>): () => b
 
 /** One poll by alice of `domain` from `node` into the local server on `localPort`. */
 function collect(node: RelayNode, domain: string, localPort: number) {
-  return pull({
-    host: "127.0.0.1",
-    port: node.odmrPort,
-    tls: "none",
-    username: USER,
-    secret: SECRET,
-    domains: [domain],
-    helo: "customer.test",
-    localHost: "127.0.0.1",
-    localPort,
-    connectTimeoutMs: 5000,
-    timeoutMs: 15_000,
-    logger: new Logger({ level: "error", sink: () => {} }),
-  });
+  return pollNode(node, { username: USER, secret: SECRET }, domain, localPort);
 }
 
 describe("the shared queue's database goes away and comes back", { skip: postgresSkipReason() }, () => {

@@ -8,11 +8,11 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { pull, type PullOptions } from "../../src/customer/pull.ts";
+import type { PullOptions } from "../../src/customer/pull.ts";
 import type { PollResult } from "../../src/customer/outcome.ts";
-import { Logger } from "../../src/log/logger.ts";
 import {
   odmrLogin,
+  pollNode,
   provision,
   query,
   queueCounts,
@@ -36,21 +36,7 @@ const LEASE_TTL_MS = 3000;
 
 /** The customer's side of one poll: alice collects `domain` from `node` into the local server. */
 function pollOf(node: RelayNode, domain: string, localPort: number, extra: Partial<PullOptions> = {}) {
-  return pull({
-    host: "127.0.0.1",
-    port: node.odmrPort,
-    tls: "none",
-    username: USER,
-    secret: SECRET,
-    domains: [domain],
-    helo: "customer.test",
-    localHost: "127.0.0.1",
-    localPort,
-    connectTimeoutMs: 5000,
-    timeoutMs: 15_000,
-    logger: new Logger({ level: "error", sink: () => {} }),
-    ...extra,
-  });
+  return pollNode(node, { username: USER, secret: SECRET }, domain, localPort, extra);
 }
 
 /** Rejects after `ms` (to bound a promise that should settle by itself). */

@@ -11,10 +11,13 @@
  * @module
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { createServer } from "node:net";
 import process from "node:process";
 import pg from "pg";
 import { runCli } from "../../src/cli/run.ts";
+import type { PollResult } from "../../src/customer/outcome.ts";
+import { pull, type PullOptions } from "../../src/customer/pull.ts";
+import { Logger } from "../../src/log/logger.ts";
+import { freePort } from "./postgres.ts";
 import { cramAuth } from "../server/odmr_helpers.ts";
 import { TranscriptPeer } from "./transcript.ts";
 import { tempDir } from "./temp.ts";
@@ -47,16 +50,31 @@ export async function waitUntil(
   }
 }
 
-/** A port that was free on 127.0.0.1 a moment ago (the OS picks it; the node binds it next). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      server.close(() => port ? resolve(port) : reject(new Error("no port from listen(0)")));
-    });
+/**
+ * One poll by `username` of `domain` from `node`'s ODMR port into the local SMTP server on `localPort`,
+ * with the project's own customer (`pull`), plaintext, bounded.
+ */
+export function pollNode(
+  node: { odmrPort: number },
+  credentials: { username: string; secret: string },
+  domain: string,
+  localPort: number,
+  extra: Partial<PullOptions> = {},
+): Promise<PollResult> {
+  return pull({
+    host: "127.0.0.1",
+    port: node.odmrPort,
+    tls: "none",
+    username: credentials.username,
+    secret: credentials.secret,
+    domains: [domain],
+    helo: "customer.test",
+    localHost: "127.0.0.1",
+    localPort,
+    connectTimeoutMs: 5000,
+    timeoutMs: 15_000,
+    logger: new Logger({ level: "error", sink: () => {} }),
+    ...extra,
   });
 }
 

@@ -120,8 +120,8 @@ function runPg(binary: string, args: string[], cwd: string, timeoutMs: number): 
   });
 }
 
-/** A port that was free on 127.0.0.1 a moment ago (the OS picks it; we close and hand it to postgres). */
-function freePort(): Promise<number> {
+/** A port that was free on 127.0.0.1 a moment ago (the OS picks it; we close and hand it to a server). */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once("error", reject);
