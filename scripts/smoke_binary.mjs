@@ -226,7 +226,13 @@ if (!/RCPT TO:<bob@smoke\.test>/i.test(sinkReceived) || !sinkReceived.includes("
   fail(`the local server did not get the message: ${sinkReceived}`);
 }
 console.log(`smoke: ATRN with the binary's pull -> ${pulled.stdout.trim()}`);
-const after = await getStatus();
+// The relay records the ATRN session after the connection ends, so pull can exit before the
+// record is written (on PostgreSQL the write is a round trip): poll for it, bounded.
+let after = await getStatus();
+for (let waited = 0; !after.recentAtrnSessions?.[0] && waited < seconds(10); waited += 100) {
+  await new Promise((r) => setTimeout(r, 100));
+  after = await getStatus();
+}
 const atrn = after.recentAtrnSessions?.[0];
 if (after.queue?.recipients !== 0 || atrn?.delivered !== 1) {
   fail(`/status after pull: queue ${JSON.stringify(after.queue)}, last ATRN ${JSON.stringify(atrn)}`);
