@@ -17,6 +17,7 @@ import { Code550NotTaken } from "../../smtp/codes.ts";
 import { canonicalDomain } from "../../smtp/idna.ts";
 import type { QueueListFilter, QueueListRow, StoredMessage } from "../admin_store.ts";
 import { type PostgresDatabase, runNamed } from "./database.ts";
+import { domainBeingDelivered } from "./pg_leases.ts";
 
 /** The columns of a stored message, in `StoredMessage`'s field names. */
 const MESSAGE_COLUMNS = 'id, received_at AS "receivedAt", mail_from AS "mailFrom", size, ' +
@@ -72,7 +73,10 @@ const STATEMENTS = {
     name: "admin_bounce",
     // The DSN step reports these to the sender (RFC 3461 6.2); 550: not taken.
     text: `UPDATE recipients SET status = 'failed', last_code = ${Code550NotTaken}, last_text = $2, ` +
-      "last_attempt_at = $3, failure_kind = 'operator-bounce' WHERE message_id = $1 AND status = 'queued'",
+      "last_attempt_at = $3, failure_kind = 'operator-bounce' WHERE message_id = $1 AND status = 'queued' " +
+      // Not a recipient whose domain a session (any node) delivers right now; checked under the
+      // domain locks above (pg_leases.ts, domainBeingDelivered).
+      `AND NOT ${domainBeingDelivered("recipients.domain")}`,
   },
 } as const;
 

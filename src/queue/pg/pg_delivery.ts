@@ -22,6 +22,7 @@ import { Code451LocalError } from "../../smtp/codes.ts";
 import type { DeliverableMessage, RecipientOutcome } from "../delivery_store.ts";
 import { StoreError } from "../store_error.ts";
 import { type PostgresDatabase, runNamed } from "./database.ts";
+import { domainBeingDelivered } from "./pg_leases.ts";
 
 /** Chunks fetched per query while reading a body: at most this many CHUNK_SIZE pieces in memory. */
 const BODY_BATCH_CHUNKS = 4;
@@ -87,11 +88,17 @@ const STATEMENTS = {
     name: "delivery_expiry_candidates",
     text: "SELECT name, retention_ms FROM domains WHERE queued_recipients > 0 ORDER BY name",
   },
+  lockDomain: {
+    name: "delivery_lock_domain",
+    text: "SELECT name FROM domains WHERE name = $1 FOR UPDATE",
+  },
   expire: {
     name: "delivery_expire",
+    // Not while a session delivers the domain (the customer may be accepting this very mail); the
+    // check runs after the domain row is locked (pg_leases.ts, domainBeingDelivered).
     text: "UPDATE recipients SET status = 'failed', failure_kind = 'expired', " +
       `last_code = COALESCE(last_code, ${Code451LocalError}), last_text = COALESCE(last_text, $1) ` +
-      "WHERE domain = $2 AND status = 'queued' AND queued_at < $3",
+      `WHERE domain = $2 AND status = 'queued' AND queued_at < $3 AND NOT ${domainBeingDelivered("$2")}`,
   },
 } as const;
 
@@ -267,10 +274,14 @@ export class PgDelivery {
 
   /**
    * Marks a domain's recipients queued before `cutoff` failed as expired, keeping the last reply the
-   * customer gave (or `text` when there was none) for their DSN; returns how many. One statement,
-   * hence one transaction of its own; it locks only this domain's row (through the triggers).
+   * customer gave (or `text` when there was none) for their DSN; returns how many. Nothing expires
+   * while a session of any node is delivering the domain: the domain row is locked first, so a
+   * session starting meanwhile reads the queue only after this commits.
    */
   async expireQueued(domain: string, cutoff: number, text: string): Promise<number> {
-    return (await runNamed(this.#db.pool, STATEMENTS.expire, [text, domain, cutoff])).rowCount ?? 0;
+    return await this.#db.transaction(async (client) => {
+      await runNamed(client, STATEMENTS.lockDomain, [domain]);
+      return (await runNamed(client, STATEMENTS.expire, [text, domain, cutoff])).rowCount ?? 0;
+    });
   }
 }

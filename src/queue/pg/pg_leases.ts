@@ -42,7 +42,25 @@ const SERVER_NOW = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 /** Domain key prefix of job leases; a domain name never contains ':'. */
 const JOB_PREFIX = "job:";
 
+/**
+ * SQL: true when the domain named by the expression `domain` is being delivered right now (a live,
+ * not idle lease, any node). Expiry and operator bounces test it in the statement that fails the
+ * recipients, after locking the domain row; `tryAcquire` share-locks the same rows before it takes
+ * a lease, so the two serialise: either the failure commits before the session's first look at the
+ * queue, or the failing statement sees the session's lease and leaves its mail alone.
+ */
+export function domainBeingDelivered(domain: string): string {
+  return `EXISTS (SELECT 1 FROM domain_leases bl WHERE bl.domain = ${domain} AND NOT bl.idle ` +
+    `AND bl.expires_at > ${SERVER_NOW})`;
+}
+
 const STATEMENTS = {
+  lockDomains: {
+    name: "leases_lock_domains",
+    // FOR SHARE: sessions do not wait for each other, only for an expiry or a bounce of the same
+    // domain in flight (FOR UPDATE). Locked in the order intake uses (src/queue/pg/pg_enqueue.ts).
+    text: 'SELECT name FROM domains WHERE name = ANY($1::text[]) ORDER BY name COLLATE "C" FOR SHARE',
+  },
   acquire: {
     name: "leases_acquire",
     text: "INSERT INTO domain_leases AS l (domain, owner, node, expires_at, idle) " +
@@ -146,6 +164,9 @@ export class PgLeaseTable implements DomainLeaseTable {
     if (wanted.length === 0) return true;
     try {
       await this.#db.transaction(async (client) => {
+        // A session reads the queue only after taking (or renewing, after a watch's wait) its leases:
+        // this lock orders that against expiry and operator bounces (domainBeingDelivered).
+        await runNamed(client, STATEMENTS.lockDomains, [wanted]);
         const result = await runNamed(client, STATEMENTS.acquire, [
           wanted,
           owner,
