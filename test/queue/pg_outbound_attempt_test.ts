@@ -93,4 +93,39 @@ describe("outbound attempts end before their claim", { skip: postgresSkipReason(
     );
     assert.deepEqual(rows.rows, [{ attempts: 1, last_error: "4.4.2 attempt cut off" }]);
   });
+
+  test("a node whose claim lapsed can neither remove nor defer the row another node claimed since", async () => {
+    await node.db.query("DELETE FROM outbound");
+    let now = 1_700_000_000_000;
+    const clock = { now: () => now };
+    const a = new PgOutbound(node.db, clock, { claimMs: CLAIM_MS });
+    const b = new PgOutbound(node.db, clock, { claimMs: CLAIM_MS });
+    await node.db.transaction((client) =>
+      a.add(client, {
+        kind: "dsn",
+        mailFrom: "",
+        rcpt: "carol@outside.test",
+        domain: "outside.test",
+        body: new TextEncoder().encode("Subject: dsn\r\n\r\nhi\r\n"),
+        eightBit: false,
+        smtputf8: false,
+        lifetimeMs: 86_400_000,
+      })
+    );
+    const [claimedByA] = await a.due(10);
+    assert.ok(claimedByA);
+    // A stalls past its claim; B claims the row and is sending it.
+    now += CLAIM_MS + 1;
+    const [claimedByB] = await b.due(10);
+    assert.equal(claimedByB?.id, claimedByA.id);
+    await a.defer(claimedByA.id, now + 60_000, "451 late answer from A");
+    await a.remove(claimedByA.id);
+    const left = await node.db.query<{ attempts: number; next_attempt_at: string }>(
+      "SELECT attempts, next_attempt_at FROM outbound",
+    );
+    assert.deepEqual(left.rows.map((r) => [r.attempts, Number(r.next_attempt_at)]), [[0, now + CLAIM_MS]]);
+    // B's own outcome still applies.
+    await b.remove(claimedByB.id);
+    assert.equal((await node.db.query("SELECT 1 FROM outbound")).rowCount, 0);
+  });
 });

@@ -4,7 +4,9 @@
  * claims what it returns: one statement moves the rows' next attempt `claimMs` ahead while it selects
  * them (`FOR UPDATE SKIP LOCKED`), so two nodes never send one row at the same time. A node that dies
  * mid-send leaves its rows due again once the claim has passed: at least once, never lost (RFC 5321
- * 6.1 accepts the duplicate). `add` runs inside the caller's transaction, so a DSN is committed
+ * 6.1 accepts the duplicate). The claim's `next_attempt_at` is also its fencing token: `remove` and
+ * `defer` apply only while the row still carries this node's claim, so a node whose claim lapsed
+ * (a stalled process, a clock jump) cannot delete or reschedule a row another node now sends. `add` runs inside the caller's transaction, so a DSN is committed
  * together with the removal of what it reports.
  *
  * @module
@@ -45,10 +47,11 @@ const STATEMENTS = {
         COLUMNS.split(", ").map((c) => `o.${c}`).join(", ")
       }`,
   },
-  remove: { name: "outbound_remove", text: "DELETE FROM outbound WHERE id = $1" },
+  remove: { name: "outbound_remove", text: "DELETE FROM outbound WHERE id = $1 AND next_attempt_at = $2" },
   defer: {
     name: "outbound_defer",
-    text: "UPDATE outbound SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3 WHERE id = $1",
+    text: "UPDATE outbound SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3 " +
+      "WHERE id = $1 AND next_attempt_at = $4",
   },
   nextDue: { name: "outbound_next_due", text: "SELECT MIN(next_attempt_at) AS at FROM outbound" },
   counts: {
@@ -78,6 +81,8 @@ export class PgOutbound implements OutboundStore {
   readonly #db: PostgresDatabase;
   readonly #clock: Clock;
   readonly #claimMs: number;
+  /** Rows this node claimed and has not finished: the claim's `next_attempt_at` (the fencing token). */
+  readonly #claims = new Map<number, number>();
 
   /** An attempt ends a minute before its claim would let another node take the row. */
   readonly attemptLimitMs: number;
@@ -110,22 +115,32 @@ export class PgOutbound implements OutboundStore {
   /** Claims up to `limit` due rows for this node (see the module documentation), oldest due first. */
   async due(limit: number, exclude: ReadonlySet<number> = new Set()): Promise<OutboundRow[]> {
     const now = this.#clock.now();
+    const claimUntil = now + this.#claimMs;
     const rows = (await runNamed<Row>(this.#db.pool, STATEMENTS.claim, [
       now,
       [...exclude],
       limit,
-      now + this.#claimMs,
+      claimUntil,
     ])).rows;
+    for (const row of rows) this.#claims.set(row.id, claimUntil);
     // RETURNING of an UPDATE ... FROM keeps no order: sorted as they were picked.
     return rows.map(rowOf).sort((a, b) => a.id - b.id);
   }
 
+  /** Deletes a row this node claimed, unless another node has claimed it since (see the module doc). */
   async remove(id: number): Promise<void> {
-    await runNamed(this.#db.pool, STATEMENTS.remove, [id]);
+    const claim = this.#claims.get(id);
+    if (claim === undefined) return;
+    await runNamed(this.#db.pool, STATEMENTS.remove, [id, claim]);
+    this.#claims.delete(id);
   }
 
+  /** Reschedules a row this node claimed, unless another node has claimed it since. */
   async defer(id: number, nextAttemptAt: number, error: string): Promise<void> {
-    await runNamed(this.#db.pool, STATEMENTS.defer, [id, nextAttemptAt, error]);
+    const claim = this.#claims.get(id);
+    if (claim === undefined) return;
+    await runNamed(this.#db.pool, STATEMENTS.defer, [id, nextAttemptAt, error, claim]);
+    this.#claims.delete(id);
   }
 
   async nextDueAt(): Promise<number | null> {
