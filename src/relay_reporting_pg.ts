@@ -41,7 +41,7 @@ export function startPgReporting(
   const outbound = new PgOutbound(db, clock);
   const reportLogger = logger.child({ component: "reports" });
   // Reports never go to the postmaster mailbox (key ""), so its quota plays no part here.
-  const router = new PgReportRouter(new PgEnqueue(db, clock), outbound, {
+  const router = new PgReportRouter(new PgEnqueue(db, clock, queue.node), outbound, {
     hostname: config.hostname,
     lifetimeMs: config.dsnLifetime,
     logger,

@@ -90,21 +90,40 @@ describe("new-mail payloads", () => {
     for (const p of payloads) {
       assert.ok(new TextEncoder().encode(p).length <= MAX_PAYLOAD_BYTES, p.slice(0, 40));
     }
-    const back = payloads.flatMap((p) => parseNewMailPayload(p) as string[]);
+    const back = payloads.flatMap((p) => parseNewMailPayload(p).domains as string[]);
     assert.deepEqual(back, domains);
+  });
+
+  test("every payload names its node and stays within the limit with it", () => {
+    const node = "n".repeat(300);
+    const domains = Array.from({ length: 400 }, (_, i) => `${"x".repeat(50)}-${i}.example`);
+    const payloads = newMailPayloads(domains, node);
+    for (const p of payloads) {
+      assert.ok(new TextEncoder().encode(p).length <= MAX_PAYLOAD_BYTES, p.slice(0, 40));
+      assert.equal(parseNewMailPayload(p).node, node);
+    }
+    assert.deepEqual(payloads.flatMap((p) => parseNewMailPayload(p).domains as string[]), domains);
+    // A name too long to carry is left out: the payload still announces the domains.
+    assert.deepEqual(parseNewMailPayload(newMailPayloads(["a.test"], "n".repeat(600))[0]), {
+      node: null,
+      domains: ["a.test"],
+    });
   });
 
   test("a few domains are one payload; none are none; the postmaster key survives", () => {
     assert.deepEqual(newMailPayloads(["a.test", "", "a.test"]), ['["a.test",""]']);
+    assert.deepEqual(newMailPayloads(["a.test"], "node-a"), ['{"node":"node-a","domains":["a.test"]}']);
     assert.deepEqual(newMailPayloads([]), []);
   });
 
   test("wake-all and unreadable payloads mean every domain", () => {
-    assert.equal(parseNewMailPayload("*"), "all");
-    assert.equal(parseNewMailPayload("not json"), "all");
-    assert.equal(parseNewMailPayload('{"a":1}'), "all");
-    assert.equal(parseNewMailPayload(undefined), "all");
-    assert.deepEqual(parseNewMailPayload('["a.test"]'), ["a.test"]);
+    const all = { node: null, domains: "all" };
+    assert.deepEqual(parseNewMailPayload("*"), all);
+    assert.deepEqual(parseNewMailPayload("not json"), all);
+    assert.deepEqual(parseNewMailPayload('{"a":1}'), all);
+    assert.deepEqual(parseNewMailPayload('{"node":"a","domains":[1]}'), all);
+    assert.deepEqual(parseNewMailPayload(undefined), all);
+    assert.deepEqual(parseNewMailPayload('["a.test"]'), { node: null, domains: ["a.test"] });
   });
 });
 
@@ -151,6 +170,24 @@ describe("new mail across PostgreSQL nodes", { skip: postgresSkipReason() }, () 
       await a.enqueue(incoming("s@sender.test", ["u@a.test", "v@A.test"]), bodyOf("hello"));
       assert.equal(await woken, true, "B's waiter woke");
       assert.deepEqual(seen.events, [["a.test"]], "one notification, domain keys in lower case");
+    } finally {
+      await stop();
+      await close();
+    }
+  });
+
+  test("a node does not hear its own notifications (it wakes its watchers itself), only the others'", async () => {
+    const { a, b, close } = await twoNodes();
+    const seen = recorder();
+    const stop = a.watchNewMail(seen.onMail, seen.options);
+    try {
+      await until(() => seen.listened === 1, LONG, "A listening");
+      await a.enqueue(incoming("s@sender.test", ["u@a.test"]), bodyOf("from A itself"));
+      await b.enqueue(incoming("s@sender.test", ["u@c.test"]), bodyOf("from B"));
+      // B's notification was sent after A's: once it is heard, A's own would have been too.
+      await until(() => seen.events.length > 0, LONG, "A hears B");
+      await sleep(100);
+      assert.deepEqual(seen.events, [["c.test"]]);
     } finally {
       await stop();
       await close();

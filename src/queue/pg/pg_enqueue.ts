@@ -113,11 +113,14 @@ export class PgEnqueue {
   postmasterQuotaBytes = Number.MAX_SAFE_INTEGER;
 
   readonly #db: PostgresDatabase;
+  readonly #node: string;
   readonly #clock: Clock;
 
-  constructor(db: PostgresDatabase, clock: Clock) {
+  /** `node` names this relay in its new-mail notifications (so it can ignore its own). */
+  constructor(db: PostgresDatabase, clock: Clock, node = "") {
     this.#db = db;
     this.#clock = clock;
+    this.#node = node;
   }
 
   /** RCPT-time recipient validation: hosted domain, and mailbox when the domain is not catch-all. */
@@ -163,7 +166,7 @@ export class PgEnqueue {
     return await this.#db.transaction(async (client) => {
       const rooms = await this.#lockDestinations(client, [message]);
       checkQuotas(message, body.size, rooms);
-      return await insertMessage(client, message, body, now);
+      return await insertMessage(client, message, body, now, this.#node);
     });
   }
 
@@ -174,7 +177,7 @@ export class PgEnqueue {
   async enqueueWith(client: pg.PoolClient, message: IncomingMessage, body: BodySource): Promise<number> {
     const rooms = await this.#lockDestinations(client, [message]);
     checkQuotas(message, body.size, rooms);
-    return await insertMessage(client, message, body, this.#clock.now());
+    return await insertMessage(client, message, body, this.#clock.now(), this.#node);
   }
 
   /**
@@ -205,7 +208,7 @@ export class PgEnqueue {
         }
         await client.query("SAVEPOINT enqueue_one");
         try {
-          const id = await insertMessage(client, message, body, now, { notify: false });
+          const id = await insertMessage(client, message, body, now, null);
           await client.query("RELEASE SAVEPOINT enqueue_one");
           for (const r of message.recipients) committed.add(asciiLowerCase(r.domain));
           for (const [domain, count] of recipientsPerDomain(message)) {
@@ -220,7 +223,7 @@ export class PgEnqueue {
         }
       }
       // One notification for the batch, with the domains of the messages that stay in it.
-      await notifyNewMail(client, committed);
+      await notifyNewMail(client, committed, this.#node);
       return results;
     });
   }
@@ -290,21 +293,22 @@ function checkQuotas(message: IncomingMessage, size: number, rooms: ReadonlyMap<
  * Announces new mail for `domains` to every node's listener; sent by PostgreSQL only if the caller's
  * transaction commits.
  */
-async function notifyNewMail(client: pg.PoolClient, domains: Iterable<string>): Promise<void> {
-  const payloads = newMailPayloads(domains);
+async function notifyNewMail(client: pg.PoolClient, domains: Iterable<string>, node: string): Promise<void> {
+  const payloads = newMailPayloads(domains, node);
   if (payloads.length > 0) await runNamed(client, STATEMENTS.notifyNewMail, [NEW_MAIL_CHANNEL, payloads]);
 }
 
 /**
  * Inserts one message, its body and recipients, and announces it to the other nodes (unless the
- * caller announces a whole batch itself, `notify: false`); the caller owns the transaction.
+ * caller announces a whole batch itself, `announceAs` null); the caller owns the transaction.
  */
 async function insertMessage(
   client: pg.PoolClient,
   message: IncomingMessage,
   body: BodySource,
   now: number,
-  options: { notify?: boolean } = {},
+  /** The node announcing it (see notifyNewMail), or null when the caller announces a batch. */
+  announceAs: string | null,
 ): Promise<number> {
   // Pieces of `chunks()` stay valid until the iteration after the next (src/queue/enqueue.ts): the
   // second piece is read, to decide whether the body fits inline, before the first is bound, and each
@@ -343,6 +347,12 @@ async function insertMessage(
     }
     await runNamed(client, STATEMENTS.setChunkCount, [seq, id]);
   }
-  if (options.notify !== false) await notifyNewMail(client, rcpts.map((r) => asciiLowerCase(r.domain)));
+  if (announceAs !== null) {
+    await notifyNewMail(
+      client,
+      rcpts.map((r) => asciiLowerCase(r.domain)),
+      announceAs,
+    );
+  }
   return id;
 }

@@ -18,9 +18,11 @@
  *   minimum after a connection that reached LISTEN. `close()` stops the loop, also mid-wait.
  * - TCP keepalive is on, so a peer that vanished without closing the connection is noticed eventually.
  *
- * Payloads: a JSON array of domain keys (A-labels, "" for the relay's postmaster mailbox), each at most
- * `MAX_PAYLOAD_BYTES`; more domains than fit go into several notifications. `"*"` (or anything this
- * module cannot read) means every domain.
+ * Payloads: `{"node": <sender>, "domains": [...]}` with domain keys (A-labels, "" for the relay's
+ * postmaster mailbox), each at most `MAX_PAYLOAD_BYTES`; more domains than fit go into several
+ * notifications. A bare JSON array (no sender named) is read too. `"*"` (or anything this module
+ * cannot read) means every domain. A node ignores its own notifications: it woke its watchers when it
+ * committed (src/relay.ts), and hearing them again would make each watcher look at the queue twice.
  *
  * @module
  */
@@ -41,41 +43,62 @@ export const MAX_PAYLOAD_BYTES = 7900;
 
 const encoder = new TextEncoder();
 
+/** Room a node name may take in a payload; a longer one is left out (its node then hears itself). */
+const MAX_NODE_BYTES = 512;
+
 /**
- * The payloads that announce `domains` (duplicates removed), each a JSON array within
+ * The payloads that announce `domains` (duplicates removed) from `node`, each within
  * `MAX_PAYLOAD_BYTES`. A single domain that would not fit on its own (impossible for a DNS name,
  * 253 octets) turns the whole announcement into one wake-all.
  */
-export function newMailPayloads(domains: Iterable<string>): string[] {
+export function newMailPayloads(domains: Iterable<string>, node = ""): string[] {
+  const sender = node !== "" && encoder.encode(JSON.stringify(node)).length <= MAX_NODE_BYTES ? node : "";
+  const wrap = (batch: string[]) =>
+    sender === "" ? JSON.stringify(batch) : JSON.stringify({ node: sender, domains: batch });
+  const empty = encoder.encode(wrap([])).length;
   const payloads: string[] = [];
   let batch: string[] = [];
-  let bytes = 2; // "[]"
+  let bytes = empty;
   for (const domain of new Set(domains)) {
     const size = encoder.encode(JSON.stringify(domain)).length;
-    if (size + 2 > MAX_PAYLOAD_BYTES) return [WAKE_ALL_PAYLOAD];
+    if (size + empty > MAX_PAYLOAD_BYTES) return [WAKE_ALL_PAYLOAD];
     const added = size + (batch.length > 0 ? 1 : 0); // the comma
     if (bytes + added > MAX_PAYLOAD_BYTES) {
-      payloads.push(JSON.stringify(batch));
+      payloads.push(wrap(batch));
       batch = [];
-      bytes = 2;
+      bytes = empty;
     }
     bytes += size + (batch.length > 0 ? 1 : 0);
     batch.push(domain);
   }
-  if (batch.length > 0) payloads.push(JSON.stringify(batch));
+  if (batch.length > 0) payloads.push(wrap(batch));
   return payloads;
 }
 
-/** The domains of one payload, or "all" for the wake-all payload and anything unreadable. */
-export function parseNewMailPayload(payload: string | undefined): string[] | "all" {
-  if (payload === undefined || payload === WAKE_ALL_PAYLOAD) return "all";
+/** One notification read: who sent it (null when not named) and its domains, or "all". */
+export interface NewMailNotice {
+  node: string | null;
+  domains: string[] | "all";
+}
+
+const isDomainList = (value: unknown): value is string[] =>
+  Array.isArray(value) && value.every((d) => typeof d === "string");
+
+/** Reads one payload; the wake-all payload and anything unreadable mean every domain. */
+export function parseNewMailPayload(payload: string | undefined): NewMailNotice {
+  const all: NewMailNotice = { node: null, domains: "all" };
+  if (payload === undefined || payload === WAKE_ALL_PAYLOAD) return all;
   try {
     const value: unknown = JSON.parse(payload);
-    if (Array.isArray(value) && value.every((d) => typeof d === "string")) return value as string[];
+    if (isDomainList(value)) return { node: null, domains: value };
+    if (typeof value === "object" && value !== null) {
+      const { node, domains } = value as Record<string, unknown>;
+      if (typeof node === "string" && isDomainList(domains)) return { node, domains };
+    }
   } catch {
     // Another version's format: waking everyone is always safe.
   }
-  return "all";
+  return all;
 }
 
 /** What the listener tells its owner. */
@@ -97,6 +120,8 @@ export interface PgNewMailListenerOptions {
   onError?: (error: Error) => void;
   /** Told each time LISTEN is in place (after the first connect and after every reconnect). */
   onListening?: () => void;
+  /** This node's name: its own notifications are not passed on (it woke its watchers itself). */
+  node?: string;
 }
 
 /** One dedicated LISTEN connection, reconnected until `close()`. */
@@ -161,7 +186,9 @@ export class PgNewMailListener {
         client.on("end", () => resolve(undefined));
       });
       client.on("notification", (message) => {
-        if (message.channel === NEW_MAIL_CHANNEL) this.#deliver(parseNewMailPayload(message.payload));
+        if (message.channel !== NEW_MAIL_CHANNEL) return;
+        const notice = parseNewMailPayload(message.payload);
+        if (notice.node === null || notice.node !== this.#options.node) this.#deliver(notice.domains);
       });
       this.#client = client;
       try {

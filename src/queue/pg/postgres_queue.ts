@@ -97,7 +97,7 @@ export class PostgresQueue implements Queue {
     this.leases = this.#leaseTable;
     this.#accounts = new PgAccounts(db, clock);
     this.#domains = new PgDomains(db, clock);
-    this.#enqueue = new PgEnqueue(db, clock);
+    this.#enqueue = new PgEnqueue(db, clock, node);
     this.#delivery = new PgDelivery(db, clock);
     this.#atrn = new PgAtrn(db);
     this.#admin = new PgAdmin(db, clock);
@@ -264,8 +264,8 @@ export class PostgresQueue implements Queue {
   }
 
   /**
-   * Listens for the NOTIFY every enqueue transaction sends (on any node, this one included) on a
-   * dedicated connection, reconnecting by itself; "all" after a reconnect, since notifications sent
+   * Listens for the NOTIFY every enqueue transaction of the other nodes sends (this node wakes its
+   * own watchers when it commits) on a dedicated connection, reconnecting by itself; "all" after a reconnect, since notifications sent
    * meanwhile are lost. The returned function (and `close`) stops it.
    */
   watchNewMail(
@@ -280,6 +280,7 @@ export class PostgresQueue implements Queue {
         : { connectTimeoutMs: this.#connect.connectTimeoutMs }),
       ...(options.onError ? { onError: options.onError } : {}),
       ...(options.onListening ? { onListening: options.onListening } : {}),
+      node: this.node,
     }, onMail);
     this.#listeners.add(listener);
     return async () => {
