@@ -298,7 +298,11 @@ export const CONFIG_FIELDS = {
     "Queue database: empty for SQLite in dataDir; a postgres:// URL for one queue shared by several nodes",
   ),
   nodeName: text(osHostname(), "This node's name in /status, /metrics and the shared queue's lease rows"),
-  databasePoolSize: count(10, 2, "Most PostgreSQL connections this node opens (the LISTEN one not counted)"),
+  databasePoolSize: count(
+    10,
+    2,
+    "Most PostgreSQL connections this node opens (the LISTEN and heartbeat ones not counted)",
+  ),
   clusterLeaseTtl: duration(
     "30s",
     3000,

@@ -25,6 +25,8 @@
  *   beating, and its domains are free again within `ttlMs`.
  * - Jobs (expiry, the DSN step, the outbound worker) are rows keyed `job:<name>` owned by the node,
  *   renewed by each `claimJob` call for the job's own lifetime; the heartbeat does not touch them.
+ * - The heartbeat runs on a connection of its own (`heartbeatDb`), so a pool saturated by slow
+ *   queries cannot delay it past the ttl.
  * - The heartbeat also keeps this node's row in `nodes` (server times) for /status; `releaseNode`, at a
  *   clean shutdown, removes the node's leases, jobs and row at once.
  *
@@ -131,6 +133,11 @@ export interface PgLeaseTableOptions {
   hostname?: string;
   /** Called when a heartbeat fails (the database is unreachable); the next beat tries again. */
   onHeartbeatError?: (error: Error) => void;
+  /**
+   * Where the heartbeat runs (default: the shared pool). A connection of its own keeps the beat on
+   * time while every pooled connection is busy, so a busy node does not lose its leases.
+   */
+  heartbeatDb?: PostgresDatabase;
 }
 
 /** `DomainLeaseTable` in PostgreSQL, shared by every node. */
@@ -138,6 +145,7 @@ export class PgLeaseTable implements DomainLeaseTable {
   readonly node: string;
   readonly ttlMs: number;
   readonly #db: PostgresDatabase;
+  readonly #heartbeatDb: PostgresDatabase;
   readonly #clock: Clock;
   readonly #hostname: string;
   readonly #onHeartbeatError: ((error: Error) => void) | undefined;
@@ -148,6 +156,7 @@ export class PgLeaseTable implements DomainLeaseTable {
 
   constructor(db: PostgresDatabase, options: PgLeaseTableOptions) {
     this.#db = db;
+    this.#heartbeatDb = options.heartbeatDb ?? db;
     this.node = options.node;
     this.#clock = options.clock ?? systemClock;
     this.ttlMs = Math.ceil(options.ttlMs ?? 30_000);
@@ -231,7 +240,7 @@ export class PgLeaseTable implements DomainLeaseTable {
       owners.push(owner);
       remaining.push(Math.ceil(until - now));
     }
-    await runNamed(this.#db.pool, STATEMENTS.heartbeat, [
+    await runNamed(this.#heartbeatDb.pool, STATEMENTS.heartbeat, [
       this.node,
       owners,
       remaining,

@@ -66,6 +66,8 @@ export class PostgresQueue implements Queue {
   readonly node: string;
   readonly leases: DomainLeaseTable;
   readonly #leaseTable: PgLeaseTable;
+  /** The heartbeat's own connection: a pool busy with slow queries must not starve the lease renewals. */
+  readonly #heartbeatDb: PostgresDatabase;
   readonly #accounts: PgAccounts;
   readonly #domains: PgDomains;
   readonly #enqueue: PgEnqueue;
@@ -84,12 +86,15 @@ export class PostgresQueue implements Queue {
     leaseTtlMs: number,
     connect: { url: string; ca: string | undefined; connectTimeoutMs: number | undefined },
     onHeartbeatError: ((error: Error) => void) | undefined,
+    heartbeatDb: PostgresDatabase,
   ) {
     this.db = db;
+    this.#heartbeatDb = heartbeatDb;
     this.#connect = connect;
     this.node = node;
     this.#leaseTable = new PgLeaseTable(db, {
       node,
+      heartbeatDb,
       clock,
       ttlMs: leaseTtlMs,
       ...(onHeartbeatError ? { onHeartbeatError } : {}),
@@ -115,11 +120,20 @@ export class PostgresQueue implements Queue {
     }
     const node = `${options.node ?? "node"}#${randomBytes(3).toString("hex")}`;
     const ttl = options.leaseTtlMs ?? 30_000;
-    const queue = new PostgresQueue(db, node, options.clock ?? systemClock, ttl, {
-      url,
-      ca: options.ca,
-      connectTimeoutMs: options.connectTimeoutMs,
-    }, options.onHeartbeatError);
+    const heartbeatDb = new PostgresDatabase(url, { ...options, poolSize: 1 });
+    const queue = new PostgresQueue(
+      db,
+      node,
+      options.clock ?? systemClock,
+      ttl,
+      {
+        url,
+        ca: options.ca,
+        connectTimeoutMs: options.connectTimeoutMs,
+      },
+      options.onHeartbeatError,
+      heartbeatDb,
+    );
     queue.#leaseTable.startHeartbeat(Math.max(100, Math.floor(ttl / 3)));
     return queue;
   }
@@ -310,7 +324,9 @@ export class PostgresQueue implements Queue {
     this.#listeners.clear();
     await Promise.all(listeners.map((l) => l.close()));
     this.#leaseTable.stop();
+    await this.#leaseTable.stopped();
     await this.#leaseTable.releaseNode().catch(() => {});
+    await this.#heartbeatDb.close();
     await this.db.close();
   }
 }
