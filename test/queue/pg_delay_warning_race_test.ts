@@ -16,9 +16,10 @@ import { PgEnqueue } from "../../src/queue/pg/pg_enqueue.ts";
 import { PgOutbound } from "../../src/queue/pg/pg_outbound.ts";
 import { PgReportRouter, type PgRouted } from "../../src/queue/pg/pg_report_router.ts";
 import type { Report } from "../../src/queue/report_router.ts";
-import { PostgresQueue } from "../../src/queue/pg/postgres_queue.ts";
-import { postgresSkipReason, startPostgres, type TestPostgres } from "../support/postgres.ts";
-import { bodyOf, incoming, testSecrets } from "../support/store.ts";
+import type { PostgresQueue } from "../../src/queue/pg/postgres_queue.ts";
+import { type TwoNodes, twoQueueNodes } from "../support/pg_nodes.ts";
+import { postgresSkipReason } from "../support/postgres.ts";
+import { bodyOf, incoming } from "../support/store.ts";
 
 const T0 = 1_700_000_000_000;
 const HOUR = 3_600_000;
@@ -38,27 +39,23 @@ class HookedRouter extends PgReportRouter {
 }
 
 describe("delay warnings racing a delivery", { skip: postgresSkipReason() }, () => {
-  let cluster: TestPostgres;
+  let nodes: TwoNodes;
   let clock: ManualClock;
   let nodeA: PostgresQueue;
   let nodeB: PostgresQueue;
 
   before(async () => {
-    cluster = await startPostgres();
-    const url = await cluster.createDatabase("review_delay");
     clock = new ManualClock(T0);
-    nodeA = await PostgresQueue.open(url, { clock, node: "a", poolSize: 4 });
-    nodeB = await PostgresQueue.open(url, { clock, node: "b", poolSize: 4 });
-    await nodeA.addAccount("cust", testSecrets("pw"));
-    await nodeA.addDomain("hosted.test", "cust");
-    await nodeA.addDomain("other.test", "cust");
+    nodes = await twoQueueNodes({
+      database: "review_delay",
+      domains: ["hosted.test", "other.test"],
+      clock,
+      poolSizes: [4, 4],
+    });
+    ({ a: nodeA, b: nodeB } = nodes);
   });
 
-  after(async () => {
-    await nodeA?.close();
-    await nodeB?.close();
-    await cluster?.stop();
-  });
+  after(() => nodes?.close());
 
   beforeEach(async () => {
     clock.set(T0);

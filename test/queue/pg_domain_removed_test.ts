@@ -9,32 +9,28 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { ManualClock } from "../../src/clock.ts";
-import { PostgresQueue } from "../../src/queue/pg/postgres_queue.ts";
-import { postgresSkipReason, startPostgres, type TestPostgres } from "../support/postgres.ts";
-import { bodyOf, incoming, testSecrets } from "../support/store.ts";
+import type { PostgresQueue } from "../../src/queue/pg/postgres_queue.ts";
+import { type TwoNodes, twoQueueNodes } from "../support/pg_nodes.ts";
+import { postgresSkipReason } from "../support/postgres.ts";
+import { bodyOf, incoming } from "../support/store.ts";
 
 const T0 = 1_700_000_000_000;
 
 describe("a domain removed before the end of DATA", { skip: postgresSkipReason() }, () => {
-  let cluster: TestPostgres;
+  let nodes: TwoNodes;
   let nodeA: PostgresQueue;
   let nodeB: PostgresQueue;
 
   before(async () => {
-    cluster = await startPostgres();
-    const url = await cluster.createDatabase("review_orphan");
-    const clock = new ManualClock(T0);
-    nodeA = await PostgresQueue.open(url, { clock, node: "a", poolSize: 3 });
-    nodeB = await PostgresQueue.open(url, { clock, node: "b", poolSize: 3 });
-    await nodeA.addAccount("cust", testSecrets("pw"));
-    await nodeA.addDomain("gone.test", "cust");
+    nodes = await twoQueueNodes({
+      database: "review_orphan",
+      domains: ["gone.test"],
+      clock: new ManualClock(T0),
+    });
+    ({ a: nodeA, b: nodeB } = nodes);
   });
 
-  after(async () => {
-    await nodeA?.close();
-    await nodeB?.close();
-    await cluster?.stop();
-  });
+  after(() => nodes?.close());
 
   test("the enqueue does not accept recipients of a domain that no longer exists", async () => {
     // Node B's intake accepted RCPT TO:<bob@gone.test> (the domain existed) ...

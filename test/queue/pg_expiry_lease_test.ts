@@ -8,9 +8,10 @@
 import { after, before, beforeEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { ManualClock } from "../../src/clock.ts";
-import { PostgresQueue } from "../../src/queue/pg/postgres_queue.ts";
-import { postgresSkipReason, startPostgres, type TestPostgres } from "../support/postgres.ts";
-import { bodyOf, incoming, testSecrets } from "../support/store.ts";
+import type { PostgresQueue } from "../../src/queue/pg/postgres_queue.ts";
+import { type TwoNodes, twoQueueNodes } from "../support/pg_nodes.ts";
+import { postgresSkipReason } from "../support/postgres.ts";
+import { bodyOf, incoming } from "../support/store.ts";
 
 const T0 = 1_700_000_000_000;
 const DAY = 86_400_000;
@@ -26,29 +27,22 @@ async function pendingAfter(promise: Promise<unknown>, ms: number): Promise<bool
 }
 
 describe("expiry and bounces against delivery leases", { skip: postgresSkipReason() }, () => {
-  let cluster: TestPostgres;
-  let clock: ManualClock;
+  let nodes: TwoNodes;
   let nodeA: PostgresQueue;
   let nodeB: PostgresQueue;
 
   before(async () => {
-    cluster = await startPostgres();
-    const url = await cluster.createDatabase("expiry_lease");
-    clock = new ManualClock(T0);
-    nodeA = await PostgresQueue.open(url, { clock, node: "a", poolSize: 4 });
-    nodeB = await PostgresQueue.open(url, { clock, node: "b", poolSize: 4 });
-    await nodeA.addAccount("cust", testSecrets("pw"));
-    await nodeA.addDomain("hosted.test", "cust");
+    nodes = await twoQueueNodes({
+      database: "expiry_lease",
+      domains: ["hosted.test"],
+      clock: new ManualClock(T0),
+    });
+    ({ a: nodeA, b: nodeB } = nodes);
   });
 
-  after(async () => {
-    await nodeA?.close();
-    await nodeB?.close();
-    await cluster?.stop();
-  });
+  after(() => nodes?.close());
 
   beforeEach(async () => {
-    clock.set(T0);
     await nodeA.db.query("DELETE FROM domain_leases");
     await nodeA.db.query("DELETE FROM messages");
   });

@@ -5,32 +5,29 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { PostgresQueue } from "../../src/queue/pg/postgres_queue.ts";
-import { postgresSkipReason, startPostgres, type TestPostgres } from "../support/postgres.ts";
-import { testSecrets } from "../support/store.ts";
+import type { PostgresQueue } from "../../src/queue/pg/postgres_queue.ts";
+import { type TwoNodes, twoQueueNodes } from "../support/pg_nodes.ts";
+import { postgresSkipReason } from "../support/postgres.ts";
 
 /** Lease ttl of the test nodes: beats every 200 ms. */
 const TTL_MS = 600;
 
 describe("lease heartbeat under a saturated pool", { skip: postgresSkipReason() }, () => {
-  let cluster: TestPostgres;
+  let nodes: TwoNodes;
   let nodeA: PostgresQueue;
   let nodeB: PostgresQueue;
 
   before(async () => {
-    cluster = await startPostgres();
-    const url = await cluster.createDatabase("heartbeat");
-    nodeA = await PostgresQueue.open(url, { node: "a", poolSize: 1, leaseTtlMs: TTL_MS });
-    nodeB = await PostgresQueue.open(url, { node: "b", poolSize: 2, leaseTtlMs: TTL_MS });
-    await nodeB.addAccount("cust", testSecrets("pw"));
-    await nodeB.addDomain("hosted.test", "cust");
+    nodes = await twoQueueNodes({
+      database: "heartbeat",
+      domains: ["hosted.test"],
+      poolSizes: [1, 2],
+      leaseTtlMs: TTL_MS,
+    });
+    ({ a: nodeA, b: nodeB } = nodes);
   });
 
-  after(async () => {
-    await nodeA?.close();
-    await nodeB?.close();
-    await cluster?.stop();
-  });
+  after(() => nodes?.close());
 
   test("leases outlive several ttls while the node's only pooled connection is held", async () => {
     assert.ok(await nodeA.leases.tryAcquire(["hosted.test"], "s1", 60_000));
