@@ -34,9 +34,6 @@ export async function migrateTo(url: string, dataDir: string, io: CliIo): Promis
     target = new PostgresDatabase(url, { poolSize: 2, onIdleError: () => {} });
     const report = await copySqliteToPostgres(source, target);
     for (const t of report.tables) io.out(`${t.table} ${t.source} -> ${t.target}`);
-    if (report.notCopied.length) {
-      io.err(`migrate: columns only the SQLite queue has, not copied: ${report.notCopied.join(", ")}`);
-    }
     io.out(`copied; point every node at the new database with database = "${withoutPassword(url)}"`);
     return 0;
   } catch (error) {

@@ -5,6 +5,8 @@
  *
  * - All or nothing: one PostgreSQL transaction, verified by row counts and by the trigger-kept counters
  *   before COMMIT; any mismatch throws and the transaction rolls back, leaving the target empty.
+ * - Every column: a SQLite column the PostgreSQL schema lacks (a binary whose two schemas drifted apart)
+ *   refuses the copy before any row moves, since leaving it behind would drop queue state silently.
  * - Never a merge: the target must hold no queue rows; two queues' ids would collide, and a half-merged
  *   queue cannot be told apart from a corrupted one.
  * - Bounded memory: SQLite rows are read one at a time (`iterate()`) and sent in multi-row INSERTs of at
@@ -65,8 +67,6 @@ export interface TableCount {
 export interface CopyReport {
   /** Per table in copy order; source and target are equal (the copy throws otherwise). */
   tables: TableCount[];
-  /** `table.column` names that exist only in SQLite and were therefore not copied (normally none). */
-  notCopied: string[];
 }
 
 /** Options of {@linkcode copySqliteToPostgres}. */
@@ -114,15 +114,14 @@ export async function copySqliteToPostgres(
   return await inSqliteSnapshot(source, () =>
     target.transaction(async (client) => {
       await lockAndCheckEmpty(client);
-      const notCopied: string[] = [];
-      for (const table of COPIED_TABLES) {
-        const columns = await pgColumns(client, table);
-        notCopied.push(...await copyTable(source, client, table, columns, options));
-      }
+      const pgTypes = new Map<string, PgColumns>();
+      for (const table of COPIED_TABLES) pgTypes.set(table, await pgColumns(client, table));
+      refuseSqliteOnlyColumns(source, pgTypes);
+      for (const table of COPIED_TABLES) await copyTable(source, client, table, pgTypes.get(table)!, options);
       await advanceSequences(client);
       const tables = await compareCounts(source, client);
       await compareCounters(source, client);
-      return { tables, notCopied };
+      return { tables };
     }));
 }
 
@@ -173,6 +172,18 @@ async function pgColumns(client: pg.PoolClient, table: string): Promise<PgColumn
   return new Map(rows.map((r) => [r.column_name, r.data_type]));
 }
 
+/** Throws CopyMismatchError naming every `table.column` of the SQLite queue that PostgreSQL has no room for. */
+function refuseSqliteOnlyColumns(source: OpenDatabase, pgTypes: ReadonlyMap<string, PgColumns>): void {
+  const missing = COPIED_TABLES.flatMap((table) =>
+    sqliteColumns(source, table).filter((c) => !pgTypes.get(table)!.has(c)).map((c) => `${table}.${c}`)
+  );
+  if (missing.length) {
+    throw new CopyMismatchError(
+      `the PostgreSQL schema has no column for ${missing.join(", ")} (this binary's two schemas differ)`,
+    );
+  }
+}
+
 function sqliteColumns(source: OpenDatabase, table: string): string[] {
   const rows = source.raw.prepare(`PRAGMA table_info(${quote(table)})`).all() as { name: string }[];
   return rows.map((r) => r.name);
@@ -209,8 +220,7 @@ async function copyTable(
   table: string,
   pgTypes: PgColumns,
   options: CopyOptions,
-): Promise<string[]> {
-  const sqliteOnly = sqliteColumns(source, table).filter((c) => !pgTypes.has(c));
+): Promise<void> {
   const columns = sqliteColumns(source, table).filter((c) => pgTypes.has(c));
   const zeroed = new Set(TRIGGER_KEPT_COLUMNS[table] ?? []);
   const identity = await hasAlwaysIdentity(client, table);
@@ -236,7 +246,6 @@ async function copyTable(
     if (batch.length >= maxRows) await flush();
   }
   await flush();
-  return sqliteOnly.map((c) => `${table}.${c}`);
 }
 
 /** A `GENERATED ALWAYS AS IDENTITY` column refuses explicit ids unless the INSERT overrides it. */
