@@ -81,9 +81,10 @@ export function sqliteOutboundStore(queue: OutboundQueue, store: QueueStore): Ou
       await Promise.resolve(
         queue.due(limit + exclude.size).filter((r) => !exclude.has(r.id)).slice(0, limit),
       ),
-    remove: async (id) => await Promise.resolve(store.transaction(() => queue.remove(id))),
+    // One process holds every row: the change always applies.
+    remove: async (id) => await Promise.resolve(store.transaction(() => (queue.remove(id), true))),
     defer: async (id, at, error) =>
-      await Promise.resolve(store.transaction(() => queue.defer(id, at, error))),
+      await Promise.resolve(store.transaction(() => (queue.defer(id, at, error), true))),
     nextDueAt: async () => await Promise.resolve(queue.nextDueAt()),
     counts: async () => await Promise.resolve(queue.counts()),
   };

@@ -46,10 +46,13 @@ export interface OutboundStore {
    * A store shared by several nodes claims the rows it returns for a while, so no other node sends them.
    */
   due(limit: number, exclude: ReadonlySet<number>): Promise<OutboundRow[]>;
-  /** Delivered, or given up: the row goes. */
-  remove(id: number): Promise<void>;
-  /** A temporary failure: one more attempt counted, the next at `nextAttemptAt`. */
-  defer(id: number, nextAttemptAt: number, error: string): Promise<void>;
+  /**
+   * Delivered, or given up: the row goes. False when this worker no longer holds the row (another node
+   * claimed it after this one's claim lapsed): that node now owns its outcome, and nothing is changed.
+   */
+  remove(id: number): Promise<boolean>;
+  /** A temporary failure: one more attempt counted, the next at `nextAttemptAt`; false as for `remove`. */
+  defer(id: number, nextAttemptAt: number, error: string): Promise<boolean>;
   /** When the next row is due (ms), or null when there is none. */
   nextDueAt(): Promise<number | null>;
   /** Pending rows by kind and the oldest (for /status and /metrics). */
@@ -208,21 +211,24 @@ export class OutboundWorker {
       reply: outcome.text,
       mta: outcome.remoteMta ?? undefined,
     };
+    // This node's claim lapsed during a slow attempt and another node claimed the row: the outcome is
+    // that node's to log and report, so a bounce is never sent twice (src/queue/pg/pg_outbound.ts).
+    const claimLost = () => log.warn("outbound outcome dropped: another node claimed the row", fields);
     try {
       if (outcome.result === "delivered") {
         this.#probing = false;
-        await queue.remove(row.id);
+        if (!await queue.remove(row.id)) return claimLost();
         log.info("outbound delivered", fields);
         await this.#o.onResult?.(row, "delivered", outcome);
       } else if (outcome.result === "failed") {
-        await queue.remove(row.id);
+        if (!await queue.remove(row.id)) return claimLost();
         // Never a DSN about a DSN: a bounce that bounces is only logged.
         log.warn("outbound dropped: permanent failure", fields);
         await this.#o.onResult?.(row, "dropped", outcome);
       } else if (this.#stop.signal.aborted) {
         // Shutdown cancelled it: not an attempt that counts; it goes again after the restart.
       } else if (clock.now() >= row.expiresAt) {
-        await queue.remove(row.id);
+        if (!await queue.remove(row.id)) return claimLost();
         log.warn("outbound dropped: lifetime over", { ...fields, attempts: row.attempts + 1 });
         await this.#o.onResult?.(row, "dropped", outcome);
       } else {
@@ -233,7 +239,7 @@ export class OutboundWorker {
           this.#pausedUntil = Math.max(this.#pausedUntil, next);
           this.#probing = true;
         }
-        await queue.defer(row.id, Math.min(next, row.expiresAt), outcome.text);
+        if (!await queue.defer(row.id, Math.min(next, row.expiresAt), outcome.text)) return claimLost();
         log.info("outbound deferred", {
           ...fields,
           attempts: row.attempts + 1,

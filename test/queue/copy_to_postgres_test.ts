@@ -384,6 +384,35 @@ describe("copying a SQLite queue to PostgreSQL", { skip: postgresSkipReason() },
     assert.equal(queue.store.database.raw.isTransaction, false, "the SQLite snapshot was ended");
   });
 
+  test("ids SQLite handed out to mail already gone are not handed out again", async () => {
+    const queue = seeded();
+    const last = queue.store.enqueue(incoming("s@x.test", ["info@a.test"]), bodyOf("delivered\r\n"));
+    const lastRecipient = (queue.store.database.raw.prepare("SELECT MAX(id) AS m FROM recipients").get() as {
+      m: number;
+    }).m;
+    assert.equal(queue.store.deleteMessage(last), true);
+    const { db } = await freshTarget();
+    await copySqliteToPostgres(queue.store.database, db);
+    const message = await db.query<{ id: number }>(
+      "INSERT INTO messages (received_at, mail_from, size, client_ip, client_helo) " +
+        "VALUES ($1, 's@x.test', 3, '127.0.0.1', 'h') RETURNING id",
+      [T0],
+    );
+    assert.equal(message.rows[0]!.id, last + 1);
+    const recipient = await db.query<{ id: number }>(
+      "INSERT INTO recipients (message_id, address, domain, queued_at, message_size) " +
+        "VALUES ($1, 'z@b.test', 'b.test', $2, 3) RETURNING id",
+      [message.rows[0]!.id, T0],
+    );
+    assert.equal(recipient.rows[0]!.id, lastRecipient + 1);
+    // The counter triggers, off during the copy, count again afterwards.
+    const counted = async () =>
+      (await db.query<{ n: string }>("SELECT recipients AS n FROM queue_totals WHERE id = 1")).rows[0]!.n;
+    const before = Number(await counted());
+    await db.query("DELETE FROM recipients WHERE id = $1", [recipient.rows[0]!.id]);
+    assert.equal(Number(await counted()), before - 1);
+  });
+
   test("a SQLite column PostgreSQL has no room for refuses the copy before any row moves", async () => {
     const queue = seeded();
     // What a binary whose SQLite migration added a column its PostgreSQL migration lacks would hold.

@@ -118,14 +118,14 @@ describe("outbound attempts end before their claim", { skip: postgresSkipReason(
     now += CLAIM_MS + 1;
     const [claimedByB] = await b.due(10);
     assert.equal(claimedByB?.id, claimedByA.id);
-    await a.defer(claimedByA.id, now + 60_000, "451 late answer from A");
-    await a.remove(claimedByA.id);
+    assert.equal(await a.defer(claimedByA.id, now + 60_000, "451 late answer from A"), false);
+    assert.equal(await a.remove(claimedByA.id), false);
     const left = await node.db.query<{ attempts: number; next_attempt_at: string }>(
       "SELECT attempts, next_attempt_at FROM outbound",
     );
     assert.deepEqual(left.rows.map((r) => [r.attempts, Number(r.next_attempt_at)]), [[0, now + CLAIM_MS]]);
     // B's own outcome still applies.
-    await b.remove(claimedByB.id);
+    assert.equal(await b.remove(claimedByB.id), true);
     assert.equal((await node.db.query("SELECT 1 FROM outbound")).rowCount, 0);
   });
 });

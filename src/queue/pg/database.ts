@@ -35,6 +35,8 @@ export interface PostgresOptions {
    * (stopped, partitioned) must turn into a 451 for the session, not a session that waits forever.
    */
   queryTimeoutMs?: number;
+  /** How long an unused pooled connection stays open, ms; 0 keeps it (pg's default is 10 s). */
+  idleTimeoutMs?: number;
   /** Called with errors of idle clients (the server closed them); the pool replaces them. */
   onIdleError?: (error: Error) => void;
   /** PEM CA for verify-full TLS when the URL has sslmode=verify-full and no sslrootcert (tests). */
@@ -58,6 +60,7 @@ export class PostgresDatabase {
       max: options.poolSize ?? 10,
       connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
       query_timeout: options.queryTimeoutMs ?? 30_000,
+      ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMillis: options.idleTimeoutMs } : {}),
       // TCP keepalive finds a dead server on an idle pooled connection (within minutes, not the OS's 2 h).
       keepAlive: true,
       keepAliveInitialDelayMillis: 30_000,

@@ -13,7 +13,7 @@ import { type PostgresDatabase, runNamed } from "./database.ts";
 
 /** The domain rows `$1` owned by account `$2`, locked in name order (joined by the UPDATEs below). */
 const OWNED_LOCKED = "(SELECT name FROM domains WHERE name = ANY($1::text[]) AND account_id = $2 " +
-  'ORDER BY name COLLATE "C" FOR UPDATE) owned';
+  'ORDER BY name COLLATE "C" FOR NO KEY UPDATE) owned';
 
 const STATEMENTS = {
   insert: {

@@ -58,9 +58,11 @@ const STATEMENTS = {
   lockDomainsOfRecipients: {
     name: "delivery_lock_domains",
     // ORDER BY runs below the row locking, so the rows are locked in this order.
+    // NO KEY UPDATE: the counters change, no key does, so the session's own lease renewal (FOR KEY
+    // SHARE, pg_leases.ts) does not wait for its outcome batch.
     text: "SELECT d.name FROM domains d WHERE d.name IN " +
       "(SELECT domain FROM recipients WHERE id = ANY($1::bigint[]) AND status = 'queued') " +
-      'ORDER BY d.name COLLATE "C" FOR UPDATE OF d',
+      'ORDER BY d.name COLLATE "C" FOR NO KEY UPDATE OF d',
   },
   applyOutcomes: {
     name: "delivery_apply_outcomes",

@@ -3,7 +3,8 @@
  * accepted message, with the per-domain queue quotas. The same rules as the SQLite intake
  * (src/queue/enqueue.ts); what changes is that several nodes commit at once, so:
  *
- * - Quotas are checked inside the transaction, on domain rows locked `FOR UPDATE`: a second node's
+ * - Quotas are checked inside the transaction, on domain rows locked `FOR NO KEY UPDATE` (which, unlike
+ *   FOR UPDATE, lets a session take its lease meanwhile, src/queue/pg/pg_leases.ts): a second node's
  *   enqueue into the same domain waits for this COMMIT and then reads the new `queued_bytes`, so two
  *   nodes cannot overrun a quota together. The relay's postmaster mailbox has no domain row; an
  *   advisory transaction lock serialises the enqueues into it instead.
@@ -70,7 +71,7 @@ const STATEMENTS = {
     // ORDER BY runs below the row locking, so the rows are locked in this order.
     text:
       'SELECT name, quota_bytes, queued_bytes FROM domains WHERE name = ANY($1::text[]) ORDER BY name COLLATE "C" ' +
-      "FOR UPDATE",
+      "FOR NO KEY UPDATE",
   },
   lockPostmaster: {
     name: "enqueue_lock_postmaster",

@@ -47,7 +47,7 @@ const JOB_PREFIX = "job:";
 /**
  * SQL: true when the domain named by the expression `domain` is being delivered right now (a live,
  * not idle lease, any node). Expiry and operator bounces test it in the statement that fails the
- * recipients, after locking the domain row; `tryAcquire` share-locks the same rows before it takes
+ * recipients, after locking the domain row; `tryAcquire` key-share-locks the same rows before it takes
  * a lease, so the two serialise: either the failure commits before the session's first look at the
  * queue, or the failing statement sees the session's lease and leaves its mail alone.
  */
@@ -59,9 +59,11 @@ export function domainBeingDelivered(domain: string): string {
 const STATEMENTS = {
   lockDomains: {
     name: "leases_lock_domains",
-    // FOR SHARE: sessions do not wait for each other, only for an expiry or a bounce of the same
-    // domain in flight (FOR UPDATE). Locked in the order intake uses (src/queue/pg/pg_enqueue.ts).
-    text: 'SELECT name FROM domains WHERE name = ANY($1::text[]) ORDER BY name COLLATE "C" FOR SHARE',
+    // FOR KEY SHARE, the weakest row lock: it conflicts only with FOR UPDATE, which expiry, operator
+    // bounces and domain removal take, so a session waits for those alone. Intake, outcome records and
+    // the counter triggers change no key (FOR NO KEY UPDATE, plain UPDATEs) and never hold it up.
+    // Locked in the order intake uses (src/queue/pg/pg_enqueue.ts).
+    text: 'SELECT name FROM domains WHERE name = ANY($1::text[]) ORDER BY name COLLATE "C" FOR KEY SHARE',
   },
   acquire: {
     name: "leases_acquire",

@@ -128,19 +128,21 @@ export class PgOutbound implements OutboundStore {
   }
 
   /** Deletes a row this node claimed, unless another node has claimed it since (see the module doc). */
-  async remove(id: number): Promise<void> {
+  async remove(id: number): Promise<boolean> {
     const claim = this.#claims.get(id);
-    if (claim === undefined) return;
-    await runNamed(this.#db.pool, STATEMENTS.remove, [id, claim]);
+    if (claim === undefined) return false;
+    const { rowCount } = await runNamed(this.#db.pool, STATEMENTS.remove, [id, claim]);
     this.#claims.delete(id);
+    return rowCount === 1;
   }
 
   /** Reschedules a row this node claimed, unless another node has claimed it since. */
-  async defer(id: number, nextAttemptAt: number, error: string): Promise<void> {
+  async defer(id: number, nextAttemptAt: number, error: string): Promise<boolean> {
     const claim = this.#claims.get(id);
-    if (claim === undefined) return;
-    await runNamed(this.#db.pool, STATEMENTS.defer, [id, nextAttemptAt, error, claim]);
+    if (claim === undefined) return false;
+    const { rowCount } = await runNamed(this.#db.pool, STATEMENTS.defer, [id, nextAttemptAt, error, claim]);
     this.#claims.delete(id);
+    return rowCount === 1;
   }
 
   async nextDueAt(): Promise<number | null> {

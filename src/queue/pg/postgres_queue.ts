@@ -120,7 +120,14 @@ export class PostgresQueue implements Queue {
     }
     const node = `${options.node ?? "node"}#${randomBytes(3).toString("hex")}`;
     const ttl = options.leaseTtlMs ?? 30_000;
-    const heartbeatDb = new PostgresDatabase(url, { ...options, poolSize: 1 });
+    // Kept open between beats (a server out of connection slots must not cost this node its leases),
+    // and one hung beat gives up before the next is due rather than outliving the ttl.
+    const heartbeatDb = new PostgresDatabase(url, {
+      ...options,
+      poolSize: 1,
+      idleTimeoutMs: 0,
+      queryTimeoutMs: Math.min(options.queryTimeoutMs ?? 30_000, Math.max(1000, Math.floor(ttl / 3))),
+    });
     const queue = new PostgresQueue(
       db,
       node,
