@@ -13,7 +13,7 @@ import type { CliIo } from "./command.ts";
 /**
  * Copies the queue in `dataDir` to the PostgreSQL database at `url`. Prints `table source -> target`
  * per table, then the `database` setting to use. Returns 0, or 1 (2 for a URL that is not PostgreSQL)
- * with the error on stderr; on any error PostgreSQL is left as it was.
+ * with the error on stderr; on any error PostgreSQL holds no queue data (only the schema).
  */
 export async function migrateTo(url: string, dataDir: string, io: CliIo): Promise<number> {
   if (!isPostgresUrl(url)) {

@@ -88,6 +88,8 @@ describe("expiry and bounces against delivery leases", { skip: postgresSkipReaso
       await expiry.query("COMMIT");
       assert.ok(await acquiring);
     } finally {
+      // A failed assertion must not hand the pool a client inside a transaction that holds the lock.
+      await expiry.query("ROLLBACK").catch(() => {});
       expiry.release();
     }
     assert.deepEqual(await nodeB.nextDeliverable(["hosted.test"], 0, 10), []);
@@ -95,11 +97,11 @@ describe("expiry and bounces against delivery leases", { skip: postgresSkipReaso
 
   test("an expiry started while a lease is being taken waits, then sees the session and expires nothing", async () => {
     const id = await queue();
-    // tryAcquire's transaction (share lock, then the lease row), held open before its commit.
+    // tryAcquire's transaction (key-share lock, then the lease row), held open before its commit.
     const session = await nodeB.db.pool.connect();
     try {
       await session.query("BEGIN");
-      await session.query("SELECT name FROM domains WHERE name = 'hosted.test' FOR SHARE");
+      await session.query("SELECT name FROM domains WHERE name = 'hosted.test' FOR KEY SHARE");
       await session.query(
         "INSERT INTO domain_leases (domain, owner, node, expires_at, idle) " +
           "VALUES ('hosted.test', 's3', 'b', (extract(epoch from clock_timestamp()) * 1000)::bigint + 60000, false)",
@@ -109,6 +111,7 @@ describe("expiry and bounces against delivery leases", { skip: postgresSkipReaso
       await session.query("COMMIT");
       assert.equal(await expiring, 0);
     } finally {
+      await session.query("ROLLBACK").catch(() => {});
       session.release();
     }
     assert.equal(await statusOf(id), "queued");

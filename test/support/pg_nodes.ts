@@ -31,24 +31,31 @@ export interface TwoNodes {
 /** Starts a cluster and opens nodes "a" and "b" on a new database. */
 export async function twoQueueNodes(options: TwoNodesOptions): Promise<TwoNodes> {
   const cluster = await startPostgres();
-  const url = await cluster.createDatabase(options.database);
-  const [sizeA, sizeB] = options.poolSizes ?? [3, 3];
-  const common = {
-    ...(options.clock ? { clock: options.clock } : {}),
-    ...(options.leaseTtlMs === undefined ? {} : { leaseTtlMs: options.leaseTtlMs }),
-  };
-  const a = await PostgresQueue.open(url, { ...common, node: "a", poolSize: sizeA });
-  const b = await PostgresQueue.open(url, { ...common, node: "b", poolSize: sizeB });
-  await a.addAccount("cust", testSecrets("pw"));
-  for (const domain of options.domains) await a.addDomain(domain, "cust");
-  return {
-    cluster,
-    a,
-    b,
-    async close() {
-      await a.close();
-      await b.close();
+  const opened: PostgresQueue[] = [];
+  // Closes whatever was opened, each step even when an earlier one fails, and always stops the cluster.
+  const close = async () => {
+    try {
+      for (const queue of opened.splice(0)) await queue.close().catch(() => {});
+    } finally {
       await cluster.stop();
-    },
+    }
   };
+  try {
+    const url = await cluster.createDatabase(options.database);
+    const [sizeA, sizeB] = options.poolSizes ?? [3, 3];
+    const common = {
+      ...(options.clock ? { clock: options.clock } : {}),
+      ...(options.leaseTtlMs === undefined ? {} : { leaseTtlMs: options.leaseTtlMs }),
+    };
+    const a = await PostgresQueue.open(url, { ...common, node: "a", poolSize: sizeA });
+    opened.push(a);
+    const b = await PostgresQueue.open(url, { ...common, node: "b", poolSize: sizeB });
+    opened.push(b);
+    await a.addAccount("cust", testSecrets("pw"));
+    for (const domain of options.domains) await a.addDomain(domain, "cust");
+    return { cluster, a, b, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
 }
