@@ -47,5 +47,23 @@ export const POSTGRES_MIGRATIONS: BundledMigration[] = [
       "CREATE TRIGGER \"recipients_count_leave\" AFTER UPDATE OF \"status\" ON \"recipients\"\n  FOR EACH ROW WHEN (OLD.\"status\" = 'queued' AND NEW.\"status\" <> 'queued') EXECUTE FUNCTION \"queue_count_recipient_left\"();",
       "CREATE TRIGGER \"recipients_count_enter\" AFTER UPDATE OF \"status\" ON \"recipients\"\n  FOR EACH ROW WHEN (OLD.\"status\" <> 'queued' AND NEW.\"status\" = 'queued') EXECUTE FUNCTION \"queue_count_recipient_entered\"();"
     ]
+  },
+  {
+    "tag": "0002_deferred_counters",
+    "hash": "d52563dd4c275e72",
+    "statements": [
+      "-- The counter triggers of 0001 fire at COMMIT instead of at each row (constraint triggers, DEFERRABLE\n-- INITIALLY DEFERRED; the same functions, the same conditions). Fired per row, the first INSERT of an\n-- intake transaction took the one `queue_totals` row and held it until COMMIT, while the body's chunks\n-- were still being sent: every other commit of the cluster, for any domain, waited for the slowest\n-- upload. Now that row is taken only for the COMMIT itself. A transaction's own counters are therefore\n-- updated only when it commits; no statement of this backend reads them back before that.\n-- Hand-written (drizzle-kit generate --custom), one statement per breakpoint.\nDROP TRIGGER \"messages_count_insert\" ON \"messages\";",
+      "DROP TRIGGER \"messages_count_delete\" ON \"messages\";",
+      "DROP TRIGGER \"recipients_count_insert\" ON \"recipients\";",
+      "DROP TRIGGER \"recipients_count_delete\" ON \"recipients\";",
+      "DROP TRIGGER \"recipients_count_leave\" ON \"recipients\";",
+      "DROP TRIGGER \"recipients_count_enter\" ON \"recipients\";",
+      "CREATE CONSTRAINT TRIGGER \"messages_count_insert\" AFTER INSERT ON \"messages\"\n  DEFERRABLE INITIALLY DEFERRED\n  FOR EACH ROW EXECUTE FUNCTION \"queue_count_message_added\"();",
+      "CREATE CONSTRAINT TRIGGER \"messages_count_delete\" AFTER DELETE ON \"messages\"\n  DEFERRABLE INITIALLY DEFERRED\n  FOR EACH ROW EXECUTE FUNCTION \"queue_count_message_removed\"();",
+      "CREATE CONSTRAINT TRIGGER \"recipients_count_insert\" AFTER INSERT ON \"recipients\"\n  DEFERRABLE INITIALLY DEFERRED\n  FOR EACH ROW WHEN (NEW.\"status\" = 'queued') EXECUTE FUNCTION \"queue_count_recipient_entered\"();",
+      "CREATE CONSTRAINT TRIGGER \"recipients_count_delete\" AFTER DELETE ON \"recipients\"\n  DEFERRABLE INITIALLY DEFERRED\n  FOR EACH ROW WHEN (OLD.\"status\" = 'queued') EXECUTE FUNCTION \"queue_count_recipient_left\"();",
+      "CREATE CONSTRAINT TRIGGER \"recipients_count_leave\" AFTER UPDATE OF \"status\" ON \"recipients\"\n  DEFERRABLE INITIALLY DEFERRED\n  FOR EACH ROW WHEN (OLD.\"status\" = 'queued' AND NEW.\"status\" <> 'queued') EXECUTE FUNCTION \"queue_count_recipient_left\"();",
+      "CREATE CONSTRAINT TRIGGER \"recipients_count_enter\" AFTER UPDATE OF \"status\" ON \"recipients\"\n  DEFERRABLE INITIALLY DEFERRED\n  FOR EACH ROW WHEN (OLD.\"status\" <> 'queued' AND NEW.\"status\" = 'queued') EXECUTE FUNCTION \"queue_count_recipient_entered\"();"
+    ]
   }
 ];

@@ -7,8 +7,8 @@
  * (src/queue/pg/pg_report_router.ts), and exactly those recipients are deleted, with the message when
  * none is left. A crash before COMMIT leaves everything pending for the next run.
  *
- * Lock order: the message row, then (routing a DSN to a hosted sender) that domain's row and, through
- * the counter triggers, `queue_totals`, and only then the deletions, which touch `queue_totals` too. The
+ * Lock order: the message row, then (routing a DSN to a hosted sender) that domain's row, then the
+ * deletions, and at COMMIT, through the counter triggers (deferred), `queue_totals`. The
  * intake and the delivery also take a domain row before `queue_totals`, so no cycle forms; a delivery
  * never waits for the message row, since it deletes only messages without recipients, and this one
  * still has the recipients being reported.
