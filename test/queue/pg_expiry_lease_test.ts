@@ -11,20 +11,13 @@ import { ManualClock } from "../../src/clock.ts";
 import type { PostgresQueue } from "../../src/queue/pg/postgres_queue.ts";
 import { type TwoNodes, twoQueueNodes } from "../support/pg_nodes.ts";
 import { postgresSkipReason } from "../support/postgres.ts";
+import { pendingAfter } from "../support/pending.ts";
 import { bodyOf, incoming } from "../support/store.ts";
 
 const T0 = 1_700_000_000_000;
 const DAY = 86_400_000;
 const BODY = "Subject: hello\r\nFrom: alice@outside.test\r\n\r\nThe body.\r\n";
 const TEXT = "4.4.7 test expiry";
-
-/** Whether `promise` is still pending after `ms` (an ordering check: it is waiting on a lock). */
-async function pendingAfter(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let settled = false;
-  void promise.then(() => (settled = true), () => (settled = true));
-  await new Promise((r) => setTimeout(r, ms));
-  return !settled;
-}
 
 describe("expiry and bounces against delivery leases", { skip: postgresSkipReason() }, () => {
   let nodes: TwoNodes;

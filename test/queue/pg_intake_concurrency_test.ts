@@ -9,17 +9,10 @@ import { ManualClock } from "../../src/clock.ts";
 import { PgEnqueue } from "../../src/queue/pg/pg_enqueue.ts";
 import { type TwoNodes, twoQueueNodes } from "../support/pg_nodes.ts";
 import { postgresSkipReason } from "../support/postgres.ts";
+import { pendingAfter } from "../support/pending.ts";
 import { bodyOf, incoming } from "../support/store.ts";
 
 const T0 = 1_700_000_000_000;
-
-/** Whether `promise` is still pending after `ms`. */
-async function pendingAfter(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let settled = false;
-  void promise.then(() => (settled = true), () => (settled = true));
-  await new Promise((r) => setTimeout(r, ms));
-  return !settled;
-}
 
 describe("intake on two nodes, two domains", { skip: postgresSkipReason() }, () => {
   let nodes: TwoNodes;

@@ -11,17 +11,10 @@ import { PgEnqueue } from "../../src/queue/pg/pg_enqueue.ts";
 import type { PostgresQueue } from "../../src/queue/pg/postgres_queue.ts";
 import { type TwoNodes, twoQueueNodes } from "../support/pg_nodes.ts";
 import { postgresSkipReason } from "../support/postgres.ts";
+import { pendingAfter } from "../support/pending.ts";
 import { bodyOf, incoming } from "../support/store.ts";
 
 const T0 = 1_700_000_000_000;
-
-/** Whether `promise` is still pending after `ms`. */
-async function pendingAfter(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let settled = false;
-  void promise.then(() => (settled = true), () => (settled = true));
-  await new Promise((r) => setTimeout(r, ms));
-  return !settled;
-}
 
 describe("lease renewal against an open intake", { skip: postgresSkipReason() }, () => {
   let nodes: TwoNodes;

@@ -88,9 +88,9 @@ export class PostgresDatabase {
    * A transaction PostgreSQL chose as a deadlock victim (40P01) or could not serialise (40001) did
    * nothing; it runs again from the start, up to `TRANSACTION_ATTEMPTS` times. Nodes take row locks in
    * orders no single module controls (the counter triggers, deferred to COMMIT, lock `domains` and
-   * `queue_totals` last), so
-   * this is the cluster's safety net rather than an error for the caller. `fn` must therefore only
-   * touch the database (what it does outside, it does after the promise resolves).
+   * `queue_totals` last), so this is the cluster's safety net rather than an error for the caller.
+   * `fn` must therefore only touch the database (what it does outside, it does after the promise
+   * resolves).
    */
   async transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     for (let attempt = 1;; attempt++) {

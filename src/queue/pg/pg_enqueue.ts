@@ -8,11 +8,12 @@
  *   enqueue into the same domain waits for this COMMIT and then reads the new `queued_bytes`, so two
  *   nodes cannot overrun a quota together. The relay's postmaster mailbox has no domain row; an
  *   advisory transaction lock serialises the enqueues into it instead.
- * - Lock order, the same in every transaction of this backend that touches the counters (the
- *   triggers update `domains` rows, then `queue_totals`, at COMMIT: migrations/postgres/
- *   0002_deferred_counters.sql, so a body still being sent holds no other domain's commit up): the
- *   domain rows first, all at once, by name (`COLLATE "C"`), then the postmaster lock. A fixed order means two transactions never wait
- *   for each other in a cycle (no deadlock between nodes enqueueing into overlapping domains).
+ * - Lock order, the same in every transaction of this backend that touches the counters: the domain
+ *   rows first, all at once, by name (`COLLATE "C"`), then the postmaster lock. A fixed order means two
+ *   transactions never wait for each other in a cycle (no deadlock between nodes enqueueing into
+ *   overlapping domains). The triggers update `domains` rows, then `queue_totals`, only at COMMIT
+ *   (migrations/postgres/0002_deferred_counters.sql), so a body still being sent holds up no other
+ *   domain's commit.
  * - Round trips per message are few: one to lock and read the quotas, one statement that inserts the
  *   message and all of its recipients (an `unnest` of arrays), and, for a body larger than one chunk,
  *   one per chunk plus one to record the chunk count.

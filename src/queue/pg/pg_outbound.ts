@@ -128,19 +128,26 @@ export class PgOutbound implements OutboundStore {
   }
 
   /** Deletes a row this node claimed, unless another node has claimed it since (see the module doc). */
-  async remove(id: number): Promise<boolean> {
-    const claim = this.#claims.get(id);
-    if (claim === undefined) return false;
-    const { rowCount } = await runNamed(this.#db.pool, STATEMENTS.remove, [id, claim]);
-    this.#claims.delete(id);
-    return rowCount === 1;
+  remove(id: number): Promise<boolean> {
+    return this.#underClaim(id, (claim) => runNamed(this.#db.pool, STATEMENTS.remove, [id, claim]));
   }
 
   /** Reschedules a row this node claimed, unless another node has claimed it since. */
-  async defer(id: number, nextAttemptAt: number, error: string): Promise<boolean> {
+  defer(id: number, nextAttemptAt: number, error: string): Promise<boolean> {
+    return this.#underClaim(
+      id,
+      (claim) => runNamed(this.#db.pool, STATEMENTS.defer, [id, nextAttemptAt, error, claim]),
+    );
+  }
+
+  /** Runs `write` with this node's claim on row `id` as its fencing token; true when it changed the row. */
+  async #underClaim(
+    id: number,
+    write: (claim: number) => Promise<{ rowCount: number | null }>,
+  ): Promise<boolean> {
     const claim = this.#claims.get(id);
     if (claim === undefined) return false;
-    const { rowCount } = await runNamed(this.#db.pool, STATEMENTS.defer, [id, nextAttemptAt, error, claim]);
+    const { rowCount } = await write(claim);
     this.#claims.delete(id);
     return rowCount === 1;
   }

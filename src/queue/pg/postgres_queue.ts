@@ -120,13 +120,14 @@ export class PostgresQueue implements Queue {
     }
     const node = `${options.node ?? "node"}#${randomBytes(3).toString("hex")}`;
     const ttl = options.leaseTtlMs ?? 30_000;
+    const beatMs = Math.max(100, Math.floor(ttl / 3));
     // Kept open between beats (a server out of connection slots must not cost this node its leases),
     // and one hung beat gives up before the next is due rather than outliving the ttl.
     const heartbeatDb = new PostgresDatabase(url, {
       ...options,
       poolSize: 1,
       idleTimeoutMs: 0,
-      queryTimeoutMs: Math.min(options.queryTimeoutMs ?? 30_000, Math.max(1000, Math.floor(ttl / 3))),
+      queryTimeoutMs: Math.min(options.queryTimeoutMs ?? 30_000, Math.max(1000, beatMs)),
     });
     const queue = new PostgresQueue(
       db,
@@ -141,7 +142,7 @@ export class PostgresQueue implements Queue {
       options.onHeartbeatError,
       heartbeatDb,
     );
-    queue.#leaseTable.startHeartbeat(Math.max(100, Math.floor(ttl / 3)));
+    queue.#leaseTable.startHeartbeat(beatMs);
     return queue;
   }
 
